@@ -1,0 +1,90 @@
+"""Small validated result types passed between the stages."""
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def _as(array, dtype, shape, name):
+    """Return `array` as `dtype`, checking its shape against `shape` (None = any size)."""
+    array = np.asarray(array, dtype=dtype)
+    if array.ndim != len(shape) or any(want is not None and got != want for got, want in zip(array.shape, shape)):
+        expected = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
+        raise ValueError(f"{name}: expected shape {expected}, got {array.shape}")
+    return array
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Person boxes in frame pixels: boxes (N, 4) x1, y1, x2, y2 float32; scores (N,) float32."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+
+    def __post_init__(self):
+        boxes = _as(self.boxes, np.float32, (None, 4), "boxes")
+        scores = _as(self.scores, np.float32, (len(boxes),), "scores")
+        object.__setattr__(self, "boxes", boxes)
+        object.__setattr__(self, "scores", scores)
+
+    @classmethod
+    def empty(cls):
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32))
+
+    def __len__(self):
+        return len(self.boxes)
+
+    def __getitem__(self, index):
+        """Select boxes by index array, slice or boolean mask."""
+        return Detections(self.boxes[index].reshape(-1, 4), np.atleast_1d(self.scores[index]))
+
+
+@dataclass(frozen=True)
+class Poses:
+    """Keypoints of N persons in frame pixels.
+
+    keypoints (N, K, 2) float32 x, y; scores (N, K) float32 heatmap maxima;
+    boxes (N, 4) x1, y1, x2, y2 and box_scores (N,) from the detector.
+    """
+
+    keypoints: np.ndarray
+    scores: np.ndarray
+    boxes: np.ndarray
+    box_scores: np.ndarray
+
+    def __post_init__(self):
+        keypoints = _as(self.keypoints, np.float32, (None, None, 2), "keypoints")
+        n, k = keypoints.shape[:2]
+        object.__setattr__(self, "keypoints", keypoints)
+        object.__setattr__(self, "scores", _as(self.scores, np.float32, (n, k), "scores"))
+        object.__setattr__(self, "boxes", _as(self.boxes, np.float32, (n, 4), "boxes"))
+        object.__setattr__(self, "box_scores", _as(self.box_scores, np.float32, (n,), "box_scores"))
+
+    @classmethod
+    def empty(cls, num_keypoints=17):
+        return cls(
+            np.zeros((0, num_keypoints, 2), np.float32),
+            np.zeros((0, num_keypoints), np.float32),
+            np.zeros((0, 4), np.float32),
+            np.zeros((0,), np.float32),
+        )
+
+    def __len__(self):
+        return len(self.keypoints)
+
+    @property
+    def num_keypoints(self):
+        return self.keypoints.shape[1]
+
+    def to_dicts(self):
+        """Plain-python records, one per person: box, box_score and K x (x, y, score)."""
+        return [
+            {
+                "box": [round(float(v), 2) for v in box],
+                "box_score": round(float(box_score), 4),
+                "keypoints": [
+                    [round(float(x), 2), round(float(y), 2), round(float(s), 4)]
+                    for (x, y), s in zip(kps, scores)
+                ],
+            }
+            for kps, scores, box, box_score in zip(self.keypoints, self.scores, self.boxes, self.box_scores)
+        ]
