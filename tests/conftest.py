@@ -1,0 +1,55 @@
+"""Shared fixtures: the real test material in ../shared/data and exported pose models."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("LIVEPOSE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def shared_path(*parts):
+    """A path under ../shared/data, or skip the test with the reason when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real test material not found: {path} (see ../shared/data/MANIFEST.md)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def coco_subset():
+    """(annotation file, image folder) of the COCO train2017 subset with keypoints."""
+    root = shared_path("coco", "coco_train2017_subset")
+    return root / "person_keypoints.json", root / "images"
+
+
+@pytest.fixture(scope="session")
+def yolox_nano():
+    return shared_path("models", "yolox_nano.onnx")
+
+
+_EXPORTS = {}
+
+
+def export_pose_model(config, out_dir, checkpoint=None):
+    """Run `python -m train export` once per (config, checkpoint) for the session; skip without paddle."""
+    pytest.importorskip("paddle", reason="the pose model is exported with PaddlePaddle: pip install -e '.[train]'")
+    key = (config, checkpoint)
+    if key not in _EXPORTS:
+        out = Path(out_dir) / f"{config}{'-' + Path(checkpoint).stem if checkpoint else ''}.onnx"
+        cmd = [sys.executable, "-m", "train", "export", "--config", config, "--out", str(out)]
+        if checkpoint:
+            cmd += ["--checkpoint", str(checkpoint)]
+        result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"export failed:\n{result.stdout}\n{result.stderr}")
+        _EXPORTS[key] = out
+    return _EXPORTS[key]
+
+
+@pytest.fixture(scope="session")
+def r18_onnx(tmp_path_factory):
+    """A random-weight r18-256x192 pose model exported to ONNX (for shapes, speed and plumbing only)."""
+    return export_pose_model("r18-256x192", tmp_path_factory.mktemp("models"))
