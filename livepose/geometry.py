@@ -99,3 +99,13 @@ def invert_affines(affines):
     affines = np.asarray(affines, dtype=np.float64)
     full = np.concatenate([affines, np.broadcast_to([0.0, 0.0, 1.0], affines.shape[:-2] + (1, 3))], axis=-2)
     return np.linalg.inv(full)[..., :2, :]
+
+
+def heatmap_to_frame(coords, centers, scales, heatmap_size):
+    """Keypoints (N, K, 2) in heatmap pixels -> frame pixels, for crops made with rotation 0.
+
+    Uses the inverse of the tutorial's affine at heatmap resolution (its `transform_preds`), the same
+    map training used to place targets, so decode and warp-back agree with the crops.
+    """
+    inverse = get_affine_transforms(centers, scales, heatmap_size, inverse=True)
+    return warp_points(coords, inverse)
