@@ -37,6 +37,7 @@ class OnnxRuntimeBackend(Backend):
             )
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
         self.input_shape = tuple(_dim(d) for d in inputs[0].shape)
+        self.output_shape = tuple(_dim(d) for d in outputs[0].shape)
         fixed_batch = self.input_shape[0]
         self.max_batch = fixed_batch if fixed_batch else max_batch
         self.precision = precision

@@ -1,0 +1,58 @@
+"""`livepose bench` on a few frames of a real video with real (random-weight) models."""
+import argparse
+import json
+
+import pytest
+
+from tests.conftest import shared_path
+
+KEYS = {"fps", "frames", "persons_per_frame", "crops_per_s", "peak_rss_mb", "stages_ms", "backend", "precision", "model"}
+STAGES = {"read", "detect", "crop", "pose", "decode", "draw", "write"}
+
+
+def bench_args(argv):
+    from livepose.bench import add_bench_arguments
+
+    parser = argparse.ArgumentParser()
+    add_bench_arguments(parser)
+    return parser.parse_args(argv)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend, detect_every", [("onnxruntime", 1), ("openvino", 3)])
+def test_bench_json_has_every_key_and_sane_values(tmp_path, r18_onnx, yolox_nano, backend, detect_every, capsys):
+    pytest.importorskip(backend)
+    from livepose.bench import run_bench
+
+    video = shared_path("videos", "opencv_vtest.avi")
+    out = tmp_path / "bench.json"
+    args = bench_args([str(video), "--max-frames", "6", "--warmup", "1", "--json", str(out),
+                       "--pose-model", str(r18_onnx), "--detector", str(yolox_nano), "--no-fetch",
+                       "--backend", backend, "--detect-every", str(detect_every)])
+    assert run_bench(args) == 0
+    result = json.loads(out.read_text())
+    assert KEYS <= set(result)
+    assert result["frames"] == 6
+    assert set(result["stages_ms"]) == STAGES
+    # every stage ran and took some time, none an absurd amount on 768x576 frames
+    assert all(0 < ms < 5000 for ms in result["stages_ms"].values()), result["stages_ms"]
+    assert result["fps"] > 0
+    # opencv_vtest shows 2-6 pedestrians from the first frame on (YOLOX-Nano finds most of them)
+    assert 1 <= result["persons_per_frame"] <= 10
+    assert result["crops_per_s"] > 0
+    # the process holds two models and a few frames: more than 50 MB, far below the 1.5 GB target
+    assert 50 < result["peak_rss_mb"] < 1536
+    assert result["backend"] == backend and result["precision"] == "f32"
+    assert result["model"] == "r18-256x192"
+    assert result["detect_every"] == detect_every
+    assert result["detector_runs"] == (6 if detect_every == 1 else 2)
+    assert "fps" in capsys.readouterr().out
+
+
+def test_bench_refuses_bad_arguments_before_loading_models(tmp_path):
+    from livepose.bench import benchmark_video
+
+    with pytest.raises(ValueError, match="--max-frames"):
+        benchmark_video(tmp_path / "missing.avi", None, None, max_frames=0)
+    with pytest.raises(ValueError, match="no such file"):
+        benchmark_video(tmp_path / "missing.avi", None, None, max_frames=5)

@@ -1,0 +1,576 @@
+"""`python -m train fit`: train a pose model on COCO-format keypoints (the tutorial's recipe).
+
+Adam with the tutorial's piecewise decay (x0.1 at 60 % and 85 % of the epochs, boundaries counted in
+steps), the keypoint-weighted heatmap MSE, AMP on GPU, validation AP every N epochs with the best
+weights kept, checkpoints every N steps and on exit (Ctrl-C included), exact resume.
+
+Files in --out:
+  last.safetensors   model weights + CheckpointMeta (config, colour order, epoch, step); no pickle
+  last.resume.pd     optimizer, scheduler, AMP scaler, epoch, step, sampler position, RNG: written with
+                     paddle.save, which is pickle. It is a file you made yourself; never resume from one
+                     you did not (loading pickle can run code).
+  best.safetensors   the weights with the best validation AP so far (with --val-ann)
+  logs/train.csv     step, epoch, loss, lr, samples/s every --log-every steps
+  logs/heatmaps/     the summed output heatmap of the batch's first crop per log step (PNG), or the
+                     same in logs/visualdl when VisualDL is installed (the tutorial's callback)
+
+Several GPUs: python -m paddle.distributed.launch --gpus 0,1 -m train fit ...  (only rank 0 writes).
+"""
+import contextlib
+import csv
+import io
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field, replace
+
+import cv2
+import numpy as np
+import paddle
+
+from .checkpoint import CheckpointError, CheckpointMeta, atomic_write_bytes, load_checkpoint, load_model_state
+from .checkpoint import model_state, save_checkpoint
+from .dataset import COLOR_ORDER, Augmentation, COCOPose, DatasetError, EpochBatchSampler, coco_paths
+from .dataset import dump_debug, load_coco_persons
+from .loss import heatmap_loss
+from .model import CONFIGS, build_model, get_config, sha256_file
+
+RESUME_VERSION = 1
+WEIGHTS_FILE = "last.safetensors"
+RESUME_FILE = "last.resume.pd"
+BEST_FILE = "best.safetensors"
+# torchvision/Paddle ResNet child names -> index in PoseNet.backbone (conv1 bn1 relu maxpool layer1..4)
+_BACKBONE_CHILDREN = {"conv1": "0", "bn1": "1", "layer1": "4", "layer2": "5", "layer3": "6", "layer4": "7"}
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """How to train; `from_config` takes the config's defaults (the tutorial's)."""
+
+    epochs: int
+    batch_size: int                 # per device
+    lr: float
+    lr_steps: tuple = (0.6, 0.85)   # x0.1 at these fractions of all steps
+    workers: int = 2
+    seed: int = 0
+    augment: bool = True
+    save_every_steps: int = 0       # 0: only at the end of each epoch and on exit
+    val_every_epochs: int = 1
+    log_every: int = 50             # 0: no logs
+    max_steps: int = 0              # 0: run all epochs
+    progress: bool = True
+
+    @classmethod
+    def from_config(cls, config, **overrides):
+        base = cls(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, lr_steps=config.lr_steps)
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+@dataclass
+class FitResult:
+    out_dir: str
+    step: int
+    epoch: int
+    interrupted: bool
+    last_loss: float
+    best_ap: float = -1.0
+    validation: list = field(default_factory=list)   # [(epoch, stats dict)]
+
+
+class FitError(ValueError):
+    """A user error in fit's inputs (resume file, backbone weights, settings)."""
+
+
+# ---------------------------------------------------------------- weights in and out
+
+def load_backbone_weights(model, path, sha256):
+    """ImageNet ResNet weights (Paddle's resnet*.pdparams or a .safetensors with the same names) -> model.backbone.
+
+    The SHA-256 is checked before anything is read: .pdparams files are pickle, so only a file whose
+    checksum you vouch for is opened.
+    """
+    if not os.path.isfile(path):
+        raise FitError(f"--backbone-weights {path}: no such file")
+    if not sha256:
+        raise FitError(f"--backbone-weights {path}: give its --backbone-sha256 (the file is checked before it is read)")
+    actual = sha256_file(path)
+    if actual != sha256.strip().lower():
+        raise FitError(f"--backbone-weights {path}: SHA-256 is {actual}, --backbone-sha256 says {sha256}")
+    if path.endswith(".safetensors"):
+        from safetensors.numpy import load_file
+
+        source = load_file(path)
+    else:
+        source = {k: np.asarray(v) for k, v in paddle.load(path, return_numpy=True).items()}
+    state = {}
+    for name, value in source.items():
+        head, _, rest = name.removeprefix("backbone.").partition(".")
+        if head in _BACKBONE_CHILDREN:
+            state[f"{_BACKBONE_CHILDREN[head]}.{rest}"] = value
+    load_model_state(model.backbone, state, source=f"--backbone-weights {path}")
+
+
+def _optimizer_state(optimizer, model):
+    """Optimizer accumulators keyed by the model's structural names ('upLayers.0.weight|_moment1_0'),
+    not by Paddle's process-global parameter names, so another process or model instance can load them."""
+    structural = {p.name: key for key, p in model.named_parameters()}
+    out = {}
+    for key, value in optimizer.state_dict().items():
+        if key == "LR_Scheduler":
+            continue
+        if key == "master_weights":
+            out[key] = {structural[name]: v.numpy() for name, v in value.items()}
+            continue
+        cut = next((i for i, ch in enumerate(key) if ch == "_" and key[:i] in structural), None)
+        if cut is None:
+            raise FitError(f"optimizer state '{key}' belongs to no model parameter")
+        out[f"{structural[key[:cut]]}|{key[cut:]}"] = value.numpy()
+    return out
+
+
+def _restore_optimizer(optimizer, scheduler, model, saved, source):
+    runtime = {key: p.name for key, p in model.named_parameters()}
+    trainable = {key for key, p in model.named_parameters() if not p.stop_gradient}
+    saved = dict(saved)
+    masters = saved.pop("master_weights", None)
+    covered = {key.split("|")[0] for key in saved}
+    if not covered:  # saved before the first step: Adam creates its moments lazily
+        return
+    if covered != trainable:
+        raise FitError(f"{source}: optimizer state does not match the model's parameters "
+                       f"(missing {sorted(trainable - covered)[:3]}, unexpected {sorted(covered - trainable)[:3]})")
+    state = {runtime[key.split("|")[0]] + key.split("|")[1]: paddle.to_tensor(v) for key, v in saved.items()}
+    if masters is not None:
+        state["master_weights"] = {runtime[k]: paddle.to_tensor(v) for k, v in masters.items()}
+    state["LR_Scheduler"] = scheduler.state_dict()
+    optimizer.set_state_dict(state)
+
+
+# ---------------------------------------------------------------- logging
+
+class _Logger:
+    """CSV of scalars (always) and the summed output heatmap (VisualDL when installed, else PNG)."""
+
+    def __init__(self, out_dir, enabled):
+        self.enabled = enabled
+        if not enabled:
+            return
+        self.dir = os.path.join(out_dir, "logs")
+        os.makedirs(self.dir, exist_ok=True)
+        path = os.path.join(self.dir, "train.csv")
+        new = not os.path.exists(path)
+        self.csv_file = open(path, "a", newline="")
+        self.csv = csv.writer(self.csv_file)
+        if new:
+            self.csv.writerow(["step", "epoch", "loss", "lr", "samples_per_s"])
+        try:
+            from visualdl import LogWriter
+
+            self.visualdl = LogWriter(logdir=os.path.join(self.dir, "visualdl"))
+        except ImportError:
+            self.visualdl = None
+            os.makedirs(os.path.join(self.dir, "heatmaps"), exist_ok=True)
+
+    def log(self, step, epoch, loss, lr, samples_per_s, heatmaps):
+        """heatmaps: (K, h, w) float output for one crop."""
+        if not self.enabled:
+            return
+        self.csv.writerow([step, epoch, f"{loss:.8g}", f"{lr:.6g}", f"{samples_per_s:.3f}"])
+        self.csv_file.flush()
+        summed = heatmaps.sum(axis=0)
+        span = float(summed.max() - summed.min())
+        grey = np.uint8((summed - summed.min()) / (span if span > 0 else 1.0) * 255)
+        if self.visualdl is not None:
+            self.visualdl.add_scalar(tag="loss", step=step, value=loss)
+            self.visualdl.add_scalar(tag="lr", step=step, value=lr)
+            self.visualdl.add_scalar(tag="samples_per_s", step=step, value=samples_per_s)
+            self.visualdl.add_image(tag="output heatmaps", step=step, img=grey[:, :, None])
+        else:
+            image = cv2.applyColorMap(cv2.resize(grey, None, fx=4, fy=4, interpolation=cv2.INTER_NEAREST),
+                                      cv2.COLORMAP_JET)
+            cv2.imwrite(os.path.join(self.dir, "heatmaps", f"step_{step:08d}.png"), image)
+
+    def close(self):
+        if self.enabled:
+            self.csv_file.close()
+            if self.visualdl is not None:
+                self.visualdl.close()
+
+
+class _StopFlag:
+    """The first Ctrl-C asks the loop to stop after the current step; a second one interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+# ---------------------------------------------------------------- the loop
+
+def _device():
+    if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
+        paddle.set_device(f"gpu:{paddle.distributed.ParallelEnv().device_id}")
+        return True
+    paddle.set_device("cpu")
+    return False
+
+
+def _validate(model, config, val):
+    """COCO keypoint AP/AR on (ann file, image dir) with ground-truth boxes, BatchNorm in eval mode."""
+    from .evaluate import evaluate_model, paddle_predict_fn
+
+    model.eval()
+    try:
+        return evaluate_model(paddle_predict_fn(model), config, val[0], val[1], color_order=COLOR_ORDER)
+    finally:
+        model.train()
+
+
+def train(config, dataset, out_dir, settings, resume=None, val=None, backbone=None, log=print):
+    """Train `config` on `dataset` (a COCOPose), writing checkpoints and logs to out_dir.
+
+    resume: a directory with last.safetensors + last.resume.pd, or None. val: (ann file, image dir)
+    for validation AP, or None. backbone: (weights file, sha256) for a fresh start, or None.
+    Returns a FitResult; on Ctrl-C it saves and returns with interrupted=True.
+    """
+    # Fresh name counters: parameter and Adam accumulator names (the optimizer state's keys) must not
+    # depend on what ran before in this process, or a resumed optimizer would not find its state.
+    with paddle.utils.unique_name.guard():
+        return _train(config, dataset, out_dir, settings, resume, val, backbone, log)
+
+
+def _train(config, dataset, out_dir, settings, resume, val, backbone, log):
+    on_gpu = _device()
+    world_size = paddle.distributed.get_world_size()
+    rank = paddle.distributed.get_rank()
+    writer = rank == 0
+    if world_size > 1:
+        paddle.distributed.init_parallel_env()
+
+    paddle.seed(settings.seed)
+    model = build_model(config)
+    if backbone is not None and resume is None:
+        load_backbone_weights(model, *backbone)
+
+    sampler = EpochBatchSampler(len(dataset), settings.batch_size, settings.seed, shuffle=True,
+                                rank=rank, world_size=world_size)
+    steps_per_epoch = len(sampler)
+    total_steps = steps_per_epoch * settings.epochs
+    if settings.max_steps:
+        total_steps = min(total_steps, settings.max_steps)
+    boundaries = [int(f * steps_per_epoch * settings.epochs) for f in settings.lr_steps]
+    scheduler = paddle.optimizer.lr.PiecewiseDecay(
+        boundaries=boundaries, values=[settings.lr * 0.1**i for i in range(len(boundaries) + 1)])
+    optimizer = paddle.optimizer.Adam(learning_rate=scheduler, parameters=model.parameters())
+    scaler = paddle.amp.GradScaler(init_loss_scaling=2.0**15) if on_gpu else None
+
+    epoch, batch_in_epoch, step, best_ap = 0, 0, 0, -1.0
+    signature = {"config": config.name, "num_samples": len(dataset), "batch_size": settings.batch_size,
+                 "world_size": world_size, "epochs": settings.epochs, "seed": settings.seed,
+                 "augment": dataset.augmentation is not None}
+    if resume is not None:
+        state = _load_resume(resume, config, signature)
+        load_model_state(model, state["weights"], source=os.path.join(resume, WEIGHTS_FILE))
+        _restore_optimizer(optimizer, scheduler, model, state["optimizer"], os.path.join(resume, RESUME_FILE))
+        scheduler.set_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        if len(state["paddle_rng"]) == len(paddle.get_rng_state()):  # same device kind
+            paddle.set_rng_state(state["paddle_rng"])
+        epoch, batch_in_epoch, step, best_ap = state["epoch"], state["batch_in_epoch"], state["step"], state["best_ap"]
+        log(f"resumed from {resume}: epoch {epoch}, step {step}")
+
+    net = paddle.DataParallel(model) if world_size > 1 else model
+    net.train()
+    os.makedirs(out_dir, exist_ok=True)
+    logger = _Logger(out_dir, writer and settings.log_every > 0)
+    result = FitResult(out_dir, step, epoch, False, float("nan"), best_ap)
+
+    def save():
+        if not writer:
+            return
+        meta = CheckpointMeta(config=config.name, color_order=COLOR_ORDER, epoch=epoch, step=step)
+        blob = _resume_blob(optimizer, scheduler, scaler, model, signature, epoch, batch_in_epoch, step, result.best_ap)
+        save_checkpoint(os.path.join(out_dir, WEIGHTS_FILE), model_state(model), meta)
+        atomic_write_bytes(os.path.join(out_dir, RESUME_FILE), blob)
+
+    progress = _progress(total_steps, step, writer and settings.progress)
+    window_start, window_samples = time.perf_counter(), 0
+    amp = paddle.amp.auto_cast if on_gpu else contextlib.nullcontext
+    consistent = True   # model and optimizer are between steps: safe to save
+    stop = _StopFlag()
+    try:
+        with stop:
+            while step < total_steps and epoch < settings.epochs:
+                sampler.set_epoch(epoch, batch_in_epoch)
+                loader = paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=settings.workers,
+                                              return_list=True)
+                for images, targets, weights in loader:
+                    consistent = False
+                    with amp():
+                        heatmaps = net(images)
+                    loss = heatmap_loss(heatmaps, targets, weights)
+                    if scaler is not None:
+                        scaled = scaler.scale(loss)
+                        scaled.backward()
+                        scaler.minimize(optimizer, scaled)
+                    else:
+                        loss.backward()
+                        optimizer.step()
+                    optimizer.clear_grad()
+                    lr = scheduler.get_lr()
+                    scheduler.step()
+                    step, batch_in_epoch = step + 1, batch_in_epoch + 1
+                    consistent = True
+
+                    result.last_loss = float(loss)
+                    window_samples += len(images) * world_size
+                    rate = window_samples / max(time.perf_counter() - window_start, 1e-9)
+                    progress.update(1)
+                    progress.set_postfix(epoch=epoch, loss=f"{result.last_loss:.3g}", samples_s=f"{rate:.1f}")
+                    if settings.log_every and step % settings.log_every == 0:
+                        logger.log(step, epoch, result.last_loss, lr, rate, heatmaps[0].astype("float32").numpy())
+                        window_start, window_samples = time.perf_counter(), 0
+                    if settings.save_every_steps and step % settings.save_every_steps == 0:
+                        save()
+                    if stop.requested or step >= total_steps:
+                        break
+                if stop.requested:
+                    result.interrupted = True
+                    break
+                if batch_in_epoch >= steps_per_epoch:
+                    epoch, batch_in_epoch = epoch + 1, 0
+                    if val is not None and writer and (epoch % settings.val_every_epochs == 0 or epoch == settings.epochs):
+                        _record_validation(model, config, val, epoch, step, result, out_dir, log)
+    except KeyboardInterrupt:
+        result.interrupted = True
+    except Exception:
+        if not stop.requested:
+            raise
+        result.interrupted = True  # Ctrl-C also reached the loader's worker processes
+    finally:
+        progress.close()
+        logger.close()
+        if consistent:
+            save()
+    result.step, result.epoch = step, epoch
+    if result.interrupted:
+        log(f"interrupted: saved step {step} to {out_dir}; continue with --resume {out_dir}")
+    return result
+
+
+def _record_validation(model, config, val, epoch, step, result, out_dir, log):
+    stats = _validate(model, config, val)
+    result.validation.append((epoch, stats))
+    log(f"epoch {epoch}: validation AP {stats['AP']:.4f}")
+    if stats["AP"] > result.best_ap:
+        result.best_ap = stats["AP"]
+        meta = CheckpointMeta(config=config.name, color_order=COLOR_ORDER, epoch=epoch, step=step,
+                              extra={"validation": {k: float(v) for k, v in stats.items()}})
+        save_checkpoint(os.path.join(out_dir, BEST_FILE), model_state(model), meta)
+
+
+def _progress(total, initial, enabled):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True)
+
+
+def _resume_blob(optimizer, scheduler, scaler, model, signature, epoch, batch_in_epoch, step, best_ap):
+    state = {
+        "version": RESUME_VERSION,
+        "signature": signature,
+        "epoch": epoch,
+        "batch_in_epoch": batch_in_epoch,   # the sampler's position in `epoch`
+        "step": step,
+        "best_ap": best_ap,
+        "optimizer": _optimizer_state(optimizer, model),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "paddle_rng": paddle.get_rng_state(),
+    }
+    buffer = io.BytesIO()
+    paddle.save(state, buffer)
+    return buffer.getvalue()
+
+
+def _load_resume(directory, config, signature):
+    """Weights and training state from a fit output directory; both must be from the same step."""
+    weights_path, resume_path = os.path.join(directory, WEIGHTS_FILE), os.path.join(directory, RESUME_FILE)
+    if not os.path.isfile(resume_path):
+        raise FitError(f"--resume {directory}: no {RESUME_FILE} there (expected a fit --out directory)")
+    weights, meta = load_checkpoint(weights_path, expected_config=config.name)
+    # pickle: this is the file fit wrote on this machine (see the module docstring)
+    state = paddle.load(resume_path, return_numpy=True)
+    if not isinstance(state, dict) or state.get("version") != RESUME_VERSION:
+        raise FitError(f"--resume {resume_path}: not a livepose-train resume file (version {RESUME_VERSION})")
+    if state["step"] != meta.step:
+        raise FitError(f"--resume {directory}: {WEIGHTS_FILE} is from step {meta.step} but {RESUME_FILE} "
+                       f"from step {state['step']}; they must come from the same save")
+    different = {k: (state["signature"].get(k), v) for k, v in signature.items() if state["signature"].get(k) != v}
+    if different:
+        raise FitError(f"--resume {directory}: the run was started with other settings; "
+                       + ", ".join(f"{k} was {old!r}, now {new!r}" for k, (old, new) in different.items()))
+    state["weights"] = weights
+    return state
+
+
+# ---------------------------------------------------------------- overfit check
+
+def keypoint_errors(model, dataset, batch_size=16):
+    """Decoded keypoints vs the warped ground truth, in heatmap pixels, for every labelled joint in view.
+
+    The model runs in eval mode (BatchNorm running statistics, as at inference). Returns (M,) distances.
+    """
+    from livepose.decode import decode_heatmaps
+
+    model.eval()
+    errors = []
+    try:
+        with paddle.no_grad():
+            for start in range(0, len(dataset), batch_size):
+                indices = range(start, min(start + batch_size, len(dataset)))
+                samples = [dataset.sample(i) for i in indices]
+                images = np.stack([dataset[i][0] for i in indices])
+                heatmaps = model(paddle.to_tensor(images)).numpy()
+                coords, _ = decode_heatmaps(heatmaps)
+                stride = np.array(dataset.config.input_size[::-1]) / np.array(heatmaps.shape[:1:-1])
+                for sample, xy in zip(samples, coords):
+                    usable = (sample.visible > 0) & (sample.weight > 0)
+                    errors.append(np.linalg.norm(xy[usable] - sample.joints[usable] / stride, axis=1))
+    finally:
+        model.train()
+    return np.concatenate(errors)
+
+
+def overfit_persons(ann_file, images_dir, config, persons):
+    """The `persons` most completely labelled persons (ties by annotation id) that pass the filters."""
+    records = load_coco_persons(ann_file, images_dir, config.input_size)
+    ranked = sorted(records, key=lambda r: (-int((r.visible > 0).sum()), r.annotation_id))
+    return ranked[:persons]
+
+
+def overfit_checkpoint(out_path, ann_file, images_dir, config="r18-256x192", persons=8, steps=200, seed=0,
+                       lr=1e-3, workers=0):
+    """Train `config` on `persons` real persons, augmentation off, one full batch per step, for `steps`
+    Adam steps with the tutorial's decay (x0.1 at 60 % and 85 %), and write the weights to out_path.
+
+    Returns the mean keypoint error in heatmap px (eval mode) over those persons' labelled joints.
+    A model that has memorised real persons: for checking reduced-precision exports against a
+    network whose heatmaps have real peaks.
+    """
+    cfg = get_config(config)
+    dataset = COCOPose(overfit_persons(ann_file, images_dir, cfg, persons), cfg, augmentation=None, seed=seed)
+    settings = FitSettings(epochs=steps, batch_size=persons, lr=lr, workers=workers, seed=seed, augment=False,
+                           log_every=0, progress=False)
+    with tempfile.TemporaryDirectory() as work:
+        train(cfg, dataset, work, settings, log=lambda message: None)
+        weights, meta = load_checkpoint(os.path.join(work, WEIGHTS_FILE))
+    with paddle.utils.unique_name.guard():
+        model = build_model(cfg)
+    load_model_state(model, weights)
+    error = float(keypoint_errors(model, dataset).mean())
+    meta = replace(meta, weights_source=f"livepose-train overfit on {persons} persons of {os.path.basename(ann_file)}",
+                   extra={"overfit_mean_error_heatmap_px": error, "persons": persons})
+    save_checkpoint(out_path, weights, meta)
+    return error
+
+
+# ---------------------------------------------------------------- command line
+
+def add_arguments(parser):
+    parser.description = __doc__.split("\n\n")[0]
+    parser.epilog = (
+        "--resume reads OUT/last.resume.pd with paddle.save's format, which is pickle: resume only from a "
+        "directory your own fit run wrote. Model weights (*.safetensors) are pickle-free."
+    )
+    parser.add_argument("--config", required=True, choices=sorted(CONFIGS), help="model configuration")
+    parser.add_argument("--data", help="COCO root: annotations/person_keypoints_train2017.json and "
+                                       "train2017/ (or images/train2017/); val2017 for validation")
+    parser.add_argument("--ann", help="training annotation file (COCO person keypoints JSON)")
+    parser.add_argument("--images", help="folder of the training images")
+    parser.add_argument("--val-ann", help="validation annotation file (with --data: val2017 by default)")
+    parser.add_argument("--val-images", help="folder of the validation images")
+    parser.add_argument("--no-val", action="store_true", help="skip validation")
+    parser.add_argument("--out", default="runs/fit", help="output directory (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, help="default: the config's (140, the tutorial's)")
+    parser.add_argument("--batch-size", type=int, help="per device; default: the config's")
+    parser.add_argument("--lr", type=float, help="Adam learning rate; default: the config's (1e-3)")
+    parser.add_argument("--workers", type=int, default=2, help="data loader processes (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds init, batch order and augmentation")
+    parser.add_argument("--resume", metavar="DIR|auto",
+                        help="continue the run saved in DIR (a previous --out); auto: --out if it holds one. "
+                             "Reads a pickle file: only your own runs")
+    parser.add_argument("--save-every-steps", type=int, default=1000,
+                        help="also save every N steps (0: only at epoch ends and on exit; default: %(default)s)")
+    parser.add_argument("--val-every-epochs", type=int, default=5, help="default: %(default)s")
+    parser.add_argument("--log-every", type=int, default=50, help="log every N steps (0: off; default: %(default)s)")
+    parser.add_argument("--max-steps", type=int, default=0, help="stop after N steps in all (0: all epochs)")
+    parser.add_argument("--no-augment", action="store_true", help="plain crops: no flip, scale, rotation, half-body")
+    parser.add_argument("--no-select", action="store_true", help="keep persons the tutorial's _select_data drops")
+    parser.add_argument("--backbone-weights", metavar="FILE",
+                        help="ImageNet ResNet weights (Paddle .pdparams, read with pickle after the checksum "
+                             "matches, or .safetensors)")
+    parser.add_argument("--backbone-sha256", metavar="HEX", help="SHA-256 of --backbone-weights")
+    parser.add_argument("--debug-dump", nargs=2, metavar=("DIR", "N"),
+                        help="write the first N training samples (crop, joints, 17 targets) as PNGs to DIR and exit")
+
+
+def run(args):
+    try:
+        config = get_config(args.config)
+    except ValueError as error:
+        print(f"livepose-train fit: error: {error}", file=sys.stderr)
+        return 2
+    try:
+        ann, images = coco_paths(args.data, args.ann, args.images, "train")
+        val = None
+        if not args.no_val:
+            if args.val_ann or args.val_images:
+                val = coco_paths(None, args.val_ann, args.val_images)
+            elif args.data:
+                val = coco_paths(args.data, split="val")
+        for name in ("epochs", "batch_size", "workers", "save_every_steps", "val_every_epochs", "log_every", "max_steps"):
+            value = getattr(args, name)
+            if value is not None and value < (1 if name in ("epochs", "batch_size", "val_every_epochs") else 0):
+                raise FitError(f"--{name.replace('_', '-')}: expected a {'positive' if name in ('epochs', 'batch_size', 'val_every_epochs') else 'non-negative'} integer, got {value}")
+        settings = FitSettings.from_config(
+            config, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, workers=args.workers, seed=args.seed,
+            augment=not args.no_augment, save_every_steps=args.save_every_steps,
+            val_every_epochs=args.val_every_epochs, log_every=args.log_every, max_steps=args.max_steps)
+        records = load_coco_persons(ann, images, config.input_size, config.num_keypoints, select=not args.no_select)
+        if val is not None and not os.path.isfile(val[0]):
+            raise DatasetError(f"validation annotation file {val[0]}: no such file (or pass --no-val)")
+        dataset = COCOPose(records, config, Augmentation() if settings.augment else None, settings.seed)
+        if args.debug_dump:
+            directory, count = args.debug_dump
+            paths = dump_debug(dataset, directory, int(count))
+            print(f"wrote {len(paths)} debug samples to {directory}")
+            return 0
+        resume = args.resume
+        if resume == "auto":
+            resume = args.out if os.path.isfile(os.path.join(args.out, RESUME_FILE)) else None
+        backbone = (args.backbone_weights, args.backbone_sha256) if args.backbone_weights else None
+        print(f"{config.name}: {len(dataset)} persons from {ann}, {settings.epochs} epochs of batch "
+              f"{settings.batch_size}, output in {args.out}")
+        result = train(config, dataset, args.out, settings, resume=resume, val=val, backbone=backbone)
+    except (DatasetError, CheckpointError, FitError) as error:
+        print(f"livepose-train fit: error: {error}", file=sys.stderr)
+        return 2
+    return 130 if result.interrupted else 0
