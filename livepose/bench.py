@@ -74,11 +74,11 @@ def _cpu_count():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-def benchmark_video(video, detector, estimator, max_frames=DEFAULT_MAX_FRAMES, detect_every=1,
+def benchmark_video(video, estimator, max_frames=DEFAULT_MAX_FRAMES, detect_every=1,
                     warmup=DEFAULT_WARMUP, out=None, kpt_threshold=0.3):
     """Run the pipeline over the first `max_frames` frames of `video` and measure it.
 
-    detector: a PersonDetector; estimator: a PoseEstimator. The annotated video is encoded to `out`
+    estimator: a PoseEstimator with its detector (a PersonDetector). The annotated video is encoded to `out`
     (an .mp4/.avi path) or to a temporary file that is deleted, so encoding is timed as in real use.
     Returns a BenchResult.
     """
@@ -86,10 +86,8 @@ def benchmark_video(video, detector, estimator, max_frames=DEFAULT_MAX_FRAMES, d
     from .tracking import PoseTracker
     from .video import VideoSource, VideoWriter
 
-    if max_frames is not None and max_frames < 1:
-        raise ValueError(f"--max-frames: expected a positive integer, got {max_frames}")
-    if warmup < 0:
-        raise ValueError(f"--warmup: expected 0 or more frames, got {warmup}")
+    _check_settings(max_frames, warmup, detect_every)
+    detector = estimator.detector
     source = VideoSource(video)
     if source.live:
         source.release()
@@ -132,7 +130,7 @@ def benchmark_video(video, detector, estimator, max_frames=DEFAULT_MAX_FRAMES, d
         peak_rss_mb=round(peak_rss_mb(), 1),
         stages_ms={stage: round(stats.stages_ms.get(stage, 0.0), 3) for stage in STAGES},
         backend=estimator.backend.name,
-        precision=estimator.backend.precision,
+        precision=_precision(estimator),
         model=estimator.meta.config,
         model_path=str(estimator.model_path),
         detector=f"{detector.backend.name} {getattr(detector, 'layout', '')}".strip(),
@@ -141,6 +139,21 @@ def benchmark_video(video, detector, estimator, max_frames=DEFAULT_MAX_FRAMES, d
         video=str(video),
         machine=machine_info(),
     )
+
+
+def _precision(estimator):
+    """The runtime's precision, or int8 for a quantised (QDQ) model: the runtime's hint says f32 for
+    those, but their convolutions run in INT8."""
+    return "int8" if "quantization" in estimator.meta.extra else estimator.backend.precision
+
+
+def _check_settings(max_frames, warmup, detect_every):
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"--max-frames: expected a positive integer, got {max_frames}")
+    if warmup < 0:
+        raise ValueError(f"--warmup: expected 0 or more frames, got {warmup}")
+    if detect_every < 1:
+        raise ValueError(f"--detect-every: expected a positive integer, got {detect_every}")
 
 
 def _prepend(first, frames):
@@ -184,19 +197,21 @@ def run_bench(args):
     """`livepose bench`: run, print the report, write --json atomically. Returns the exit code."""
     from .cli import load_models
     from .sinks import write_atomic
+    from .video import check_readable_file, check_writable
 
+    # user errors surface before the (slow) model loading
+    _check_settings(args.max_frames, args.warmup, args.detect_every)
+    check_readable_file(args.video, "video")
     if args.json is not None:
-        from .video import check_writable
-
         check_writable(args.json, "JSON output")
-    detector, estimator = load_models(args)
+    estimator = load_models(args)
     try:
-        result = benchmark_video(args.video, detector, estimator, max_frames=args.max_frames,
+        result = benchmark_video(args.video, estimator, max_frames=args.max_frames,
                                  detect_every=args.detect_every, warmup=args.warmup, out=args.out,
                                  kpt_threshold=args.kpt_threshold)
     finally:
         estimator.close()
-        detector.close()
+        estimator.detector.close()
     print(format_result(result))
     if args.json is not None:
         write_atomic(args.json, (json.dumps(result.to_dict(), indent=2) + "\n").encode())

@@ -122,7 +122,10 @@ def build_parser():
     export = sub.add_parser("export-detector", help="export an ultralytics YOLO .pt to ONNX (the `yolo` extra)",
                             description="Export an ultralytics YOLOv8/YOLO11 model to an ONNX person detector "
                             "(needs the `yolo` extra: pip install 'livepose[yolo]').")
-    _delegate(export, "yolo_export")
+    export.add_argument("weights", help="ultralytics checkpoint (yolo11n.pt, yolov8s.pt, ...) or model .yaml")
+    export.add_argument("--out", type=Path, metavar="D.onnx", help="ONNX file to write (default: WEIGHTS' name .onnx)")
+    export.add_argument("--imgsz", type=int, default=640, help="square input side, a multiple of 32 (default 640)")
+    export.set_defaults(handler=run_export_detector)
 
     engine = sub.add_parser("build-engine", help="compile ONNX models into TensorRT engines (the `gpu` extra)",
                             description="Compile the pose model and/or detector into TensorRT engines with "
@@ -404,6 +407,17 @@ def _annotate_image(estimator, args, path, position, annotated, coco):
     annotated.write(path, draw_poses(image, poses, threshold=args.kpt_threshold, boxes=not args.no_boxes))
     coco.add(coco_image_id(path, position), poses, file_name=Path(path).name)
     return len(poses)
+
+
+def run_export_detector(args):
+    from .yolo_export import ExportError, export_detector
+
+    try:
+        out = export_detector(args.weights, out=args.out, imgsz=args.imgsz)
+    except ExportError as error:
+        raise ValueError(str(error)) from None
+    print(f"livepose: wrote {out}; use it with --detector {out}", file=sys.stderr)
+    return 0
 
 
 def run_fetch_models(args):

@@ -69,11 +69,12 @@ def letterbox(frame, input_size, centered):
     height, width = input_size
     frame_h, frame_w = frame.shape[:2]
     ratio = min(height / frame_h, width / frame_w)
+    # a side of at least 1 px keeps very thin frames valid
     if centered:
-        new_w, new_h = int(round(frame_w * ratio)), int(round(frame_h * ratio))
+        new_w, new_h = max(int(round(frame_w * ratio)), 1), max(int(round(frame_h * ratio)), 1)
         left, top = int(round((width - new_w) / 2 - 0.1)), int(round((height - new_h) / 2 - 0.1))
     else:
-        new_w, new_h = int(frame_w * ratio), int(frame_h * ratio)
+        new_w, new_h = max(int(frame_w * ratio), 1), max(int(frame_h * ratio), 1)
         left, top = 0, 0
     image = np.full((height, width, 3), PAD_VALUE, dtype=np.uint8)
     resized = frame if (new_w, new_h) == (frame_w, frame_h) else cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_LINEAR)

@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .detector import LAYOUTS, identify_layout
+from .detector import identify_layout
 from .metadata import read_onnx_metadata_props
 
 _INSTALL = "pip install 'livepose[yolo]' (ultralytics and torch, several GB)"
@@ -26,28 +26,27 @@ def export_detector(weights, out=None, imgsz=640, opset=None):
     imgsz: the square input side. Written atomically: an interrupted export leaves no partial file.
     Returns the path written.
     """
+    # ultralytics pip-installs missing packages at run time unless told not to; we never let it
+    os.environ.setdefault("YOLO_AUTOINSTALL", "False")
     try:
         from ultralytics import YOLO
     except ImportError as error:
         raise ExportError(f"export-detector needs ultralytics ({error}): {_INSTALL}") from None
-    weights = str(weights)
-    out = Path(out) if out else Path(Path(weights).stem + ".onnx")
+    out = Path(out) if out else Path(Path(str(weights)).stem + ".onnx")
     if out.suffix != ".onnx":
         raise ValueError(f"out: expected a path ending in .onnx, got {out}")
     if not isinstance(imgsz, int) or imgsz <= 0 or imgsz % 32:
         raise ValueError(f"imgsz: expected a positive multiple of 32 (the largest YOLO stride), got {imgsz!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".export-", dir=out.parent) as work:
-        # ultralytics writes the ONNX beside the weights it loaded: give it a private copy to write beside
-        source = Path(weights)
-        if source.is_file():
-            source = Path(shutil.copy(source, Path(work) / source.name))
         try:
-            model = YOLO(str(source), task="detect")
+            model = YOLO(str(weights), task="detect")
             if model.task != "detect":
                 raise ExportError(f"weights {weights}: a YOLO '{model.task}' model; export-detector needs a 'detect' model")
+            # the exporter writes beside `pt_path` (a .yaml model: into the current folder); point it at our folder
+            model.model.pt_path = str(Path(work) / "model.pt")
             exported = model.export(format="onnx", imgsz=imgsz, dynamic=False, simplify=False, nms=False,
-                                    half=False, opset=opset, device="cpu", project=work)
+                                    half=False, opset=opset, device="cpu")
         except ExportError:
             raise
         except FileNotFoundError as error:
@@ -55,8 +54,9 @@ def export_detector(weights, out=None, imgsz=640, opset=None):
         except Exception as error:  # ultralytics raises assorted types for unusable weights
             raise ExportError(f"weights {weights}: ultralytics could not export it ({type(error).__name__}: {error})") from None
         exported = Path(exported)
-        layout = identify_layout(exported, read_onnx_metadata_props(exported))
-        if layout != LAYOUTS[0]:
-            raise ExportError(f"weights {weights}: the export does not read as an ultralytics detector ({layout})")
-        os.replace(exported, out)
+        if identify_layout(exported, read_onnx_metadata_props(exported)) != "ultralytics":
+            raise ExportError(f"weights {weights}: the export does not carry ultralytics detector metadata")
+        staged = Path(work) / "staged.onnx"
+        shutil.copyfile(exported, staged)  # same folder as `out`: the rename below is atomic
+        os.replace(staged, out)
     return out

@@ -49,10 +49,22 @@ def test_bench_json_has_every_key_and_sane_values(tmp_path, r18_onnx, yolox_nano
     assert "fps" in capsys.readouterr().out
 
 
-def test_bench_refuses_bad_arguments_before_loading_models(tmp_path):
-    from livepose.bench import benchmark_video
+@pytest.mark.parametrize("extra, message", [
+    (["--max-frames", "0"], "--max-frames"),
+    (["--warmup", "-1"], "--warmup"),
+    (["--detect-every", "0"], "--detect-every"),
+])
+def test_bench_refuses_bad_settings_before_loading_models(tmp_path, extra, message):
+    from livepose.bench import run_bench
 
-    with pytest.raises(ValueError, match="--max-frames"):
-        benchmark_video(tmp_path / "missing.avi", None, None, max_frames=0)
-    with pytest.raises(ValueError, match="no such file"):
-        benchmark_video(tmp_path / "missing.avi", None, None, max_frames=5)
+    video = shared_path("videos", "opencv_vtest.avi")
+    missing_model = tmp_path / "absent.onnx"  # never reached: the settings are checked first
+    with pytest.raises(ValueError, match=message):
+        run_bench(bench_args([str(video), "--pose-model", str(missing_model), "--no-fetch", *extra]))
+
+
+def test_bench_names_a_missing_video(tmp_path):
+    from livepose.bench import run_bench
+
+    with pytest.raises(ValueError, match="missing.avi: no such file"):
+        run_bench(bench_args([str(tmp_path / "missing.avi"), "--no-fetch"]))
