@@ -16,7 +16,6 @@ import collections
 import io
 import pickle
 import struct
-import sys
 import zipfile
 
 import numpy as np
@@ -75,6 +74,8 @@ class _StorageView:
 
     @property
     def data(self):
+        if self.root.data is None:
+            return None
         return self.root.data[self.offset : self.offset + self.numel]
 
 
@@ -279,7 +280,3 @@ def _materialise(obj):
         return type(obj)(_materialise(v) for v in obj)
     return obj
 
-
-if __name__ == "__main__":  # a quick look inside a file: python -m train.torch_reader FILE
-    for name, value in load(sys.argv[1]).items():
-        print(name, getattr(value, "shape", type(value).__name__))
