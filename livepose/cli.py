@@ -6,12 +6,14 @@
   livepose fetch-models [--from DIR] [--pose-size 256x192|384x288]
   livepose export-detector yolo11n.pt
   livepose build-engine --pose M.onnx [--detector D.onnx] [--fp16]
+  livepose bench video.avi [--backend openvino --precision bf16]
 
 User errors (a missing file, a dead camera, an unusable model) print one line and exit with 2;
 Ctrl-C exits with 130 after finishing the output files (a playable video, complete JSON lines).
 """
 import argparse
 import importlib
+import os
 import signal
 import sys
 import time
@@ -26,11 +28,16 @@ FPS_SMOOTHING = 0.9           # exponential moving average of the overlay's fram
 WINDOW_TITLE = "livepose (q or Esc quits)"
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) after the outputs were finished; the message says what was written."""
+
+
 def _user_errors():
     """Exception types that mean the user's input is wrong (not a bug): reported in one line."""
     from .backends import BackendUnavailable
+    from .download import DownloadError
 
-    return (OSError, ValueError, BackendUnavailable)
+    return (OSError, ValueError, BackendUnavailable, DownloadError)
 
 
 def _add_model_arguments(parser):
@@ -131,6 +138,14 @@ def build_parser():
                             description="Compile the pose model and/or detector into TensorRT engines with "
                             "a metadata sidecar (needs an NVIDIA GPU and the `gpu` extra).")
     _delegate(engine, "engine")
+
+    from .bench import add_bench_arguments, run_bench
+
+    bench = sub.add_parser("bench", help="time every pipeline stage on a video",
+                           description="Time every stage of the pipeline (read, detect, crop, pose, decode, draw, "
+                           "write) on a video file with the chosen runtime and precision.")
+    add_bench_arguments(bench)
+    bench.set_defaults(handler=run_bench)
     return parser
 
 
@@ -155,11 +170,12 @@ def _delegate(parser, module_name):
 def main(argv=None):
     """Run the command line; returns the exit code (0 ok, 2 user error, 130 interrupted)."""
     args = build_parser().parse_args(argv)
+    _quiet_opencv()
     previous = signal.signal(signal.SIGTERM, _terminate) if _on_main_thread() else None
     try:
         return args.handler(args) or 0
-    except KeyboardInterrupt:
-        print("livepose: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        print(f"livepose: interrupted {interrupt}".rstrip(), file=sys.stderr)
         return EXIT_INTERRUPTED
     except _user_errors() as error:
         print(f"livepose: error: {_describe(error)}", file=sys.stderr)
@@ -167,6 +183,15 @@ def main(argv=None):
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _quiet_opencv():
+    """OpenCV and FFmpeg log their own warnings about a file they cannot open; the CLI reports that
+    itself, in one line naming the file."""
+    import cv2
+
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET, read when FFmpeg is first used
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 def _on_main_thread():
@@ -231,7 +256,8 @@ def run_video(args):
                 raise ValueError(f"output {output}: is the input video; choose another name")
         if _same_file(args.out, args.json):
             raise ValueError(f"--out and --json: both are {args.out}; choose two names")
-        return _run_stream(args, source, preview=args.preview)
+        # a video is processed frame by frame, also from a URL; `webcam --camera URL` drops stale frames
+        return _run_stream(args, source, preview=args.preview, live=False)
 
 
 def run_webcam(args):
@@ -241,7 +267,7 @@ def run_webcam(args):
     source = VideoSource(args.camera)
     with ExitStack() as stack:
         stack.callback(source.release)
-        return _run_stream(args, source, preview=not args.no_preview)
+        return _run_stream(args, source, preview=not args.no_preview, live=True)
 
 
 def _open_preview():
@@ -260,14 +286,17 @@ def _open_preview():
     return True
 
 
-def _run_stream(args, source, preview):
-    """Run detection + pose over a VideoSource into the writers; returns the exit code."""
+def _run_stream(args, source, preview, live):
+    """Run detection + pose over a VideoSource into the writers; returns the exit code.
+
+    live: always hand inference the newest frame, dropping stale ones (cameras); else every frame.
+    """
     from tqdm import tqdm
 
     from .draw import draw_fps, draw_poses
-    from .pipeline import run_pipeline, timed
+    from .pipeline import STAGES, run_pipeline, timed
     from .sinks import JsonlWriter
-    from .video import VideoWriter, check_writable
+    from .video import VideoWriter, check_writable, signals_deferred
 
     # every output is checked before the (slow) model loading, and opened after it
     for output, what in ((args.out, "output video"), (args.json, "JSON output")):
@@ -309,7 +338,8 @@ def _run_stream(args, source, preview):
                     canvas = draw_poses(frame.image, poses, threshold=args.kpt_threshold, boxes=not args.no_boxes)
                     if not args.no_fps and state["fps"] > 0:
                         draw_fps(canvas, state["fps"])
-            with timed(times, "write"):
+            # a frame goes to both outputs or to neither, so after Ctrl-C they hold the same frames
+            with timed(times, "write"), signals_deferred():
                 if writer is not None:
                     writer.write(canvas)
                 if jsonl is not None:
@@ -325,18 +355,18 @@ def _run_stream(args, source, preview):
                 if key in (ord("q"), 27):
                     raise StopIteration
 
-        frames = source.live_reader() if source.live else source.frames(args.max_frames)
-        if source.live and args.max_frames:
-            frames = _limited(frames, args.max_frames)
+        frames = source.live_reader() if live else source.frames(args.max_frames)
+        if live and args.max_frames:
+            frames = _FirstItems(frames, args.max_frames)
         try:
-            stats = run_pipeline(frames, infer, sink, live=source.live)
+            stats = run_pipeline(frames, infer, sink, live=live)
         except KeyboardInterrupt:
             bar.close()
-            print(f"livepose: interrupted after {state['frames']} frames; {_written(args, state)}", file=sys.stderr)
-            raise
+            raise Interrupted(f"after {state['frames']} frames; {_written(args, state)}") from None
     if state["frames"] == 0:
         raise ValueError(f"{source.name}: no frame was processed")
-    stages = ", ".join(f"{name} {ms:.1f}" for name, ms in stats.stages_ms.items())
+    order = {name: position for position, name in enumerate(STAGES)}
+    stages = ", ".join(f"{name} {stats.stages_ms[name]:.1f}" for name in sorted(stats.stages_ms, key=lambda n: order.get(n, len(order))))
     print(f"livepose: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} fps), "
           f"{state['persons'] / stats.frames:.1f} persons per frame; {_written(args, state)}", file=sys.stderr)
     print(f"livepose: ms per frame: {stages}" + (f"; {stats.dropped} stale frames dropped" if stats.dropped else ""),
@@ -351,7 +381,7 @@ def _written(args, state):
     return f"wrote {' and '.join(outputs)} ({state['frames']} frames)"
 
 
-class _limited:
+class _FirstItems:
     """The first `count` items of a closable iterator (a LatestFrameReader), closing it at the end."""
 
     def __init__(self, iterator, count):

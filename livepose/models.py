@@ -189,21 +189,22 @@ class FetchError(ValueError):
 
 def _verify(path, published):
     """Raise FetchError naming the file when its SHA-256 is not the published one."""
-    from .download import DownloadError, verify_file
+    from .download import ChecksumError, verify_file
 
     try:
         verify_file(path, sha256=published.sha256, sha256_prefix=published.sha256_prefix)
-    except DownloadError as error:
-        raise FetchError(f"refusing {path}: {error}") from None
+    except ChecksumError as error:
+        raise FetchError(f"refusing {published.name} ({published.description}): {error}") from None
 
 
-def _obtain(published, folder, source_dir, progress):
+def obtain_file(published, folder, source_dir=None, progress=True):
     """The verified file in `folder`: already there, copied from `source_dir`, or downloaded.
 
-    Returns (path, None) or (None, the DownloadError) when the download failed for want of a
-    network, so that all missing files can be named in one message. A checksum mismatch raises.
+    Returns (path, None), or (None, why) when the file is not in `source_dir` or the download failed
+    (offline), so that every missing file can be named in one message. A checksum mismatch raises
+    FetchError at once.
     """
-    from .download import DownloadError, fetch
+    from .download import ChecksumError, DownloadError, fetch
 
     target = folder / published.name
     if target.is_file():
@@ -211,7 +212,8 @@ def _obtain(published, folder, source_dir, progress):
         return target, None
     if source_dir is not None:
         local = Path(source_dir) / published.name
-        check_readable_file(local, f"{published.description}:")
+        if not local.is_file():
+            return None, f"--from {source_dir}: no {published.name} there"
         _verify(local, published)
         temporary = target.with_name(f".{target.name}.partial-{os.getpid()}")
         shutil.copyfile(local, temporary)
@@ -220,10 +222,10 @@ def _obtain(published, folder, source_dir, progress):
     try:
         return fetch(published.download_url(), target, sha256=published.sha256,
                      sha256_prefix=published.sha256_prefix, progress=progress), None
+    except ChecksumError as error:
+        raise FetchError(f"refusing {published.name} ({published.description}): {error}") from None
     except DownloadError as error:
-        if target.exists() or "sha256" in str(error).lower() or "checksum" in str(error).lower():
-            raise FetchError(str(error)) from None
-        return None, error
+        return None, str(error).split(";")[0]  # the reason; the message below says where the file goes
 
 
 def fetch_models(pose_size=DEFAULT_POSE_SIZE, source_dir=None, progress=True, want_pose=True, want_detector=True):
@@ -249,16 +251,16 @@ def fetch_models(pose_size=DEFAULT_POSE_SIZE, source_dir=None, progress=True, wa
         wanted.append(POSE_CHECKPOINTS[pose_size])
     obtained, failures = {}, []
     for published in wanted:
-        path, error = _obtain(published, folder, source_dir, progress)
+        path, error = obtain_file(published, folder, source_dir, progress)
         if path is None:
             failures.append((published, error))
         obtained[published.name] = path
     if failures:
-        lines = [f"cannot download {len(failures)} model file(s) (offline?). Fetch them by hand and put them in "
-                 f"{folder}/ (or in any folder, then run `livepose fetch-models --from FOLDER`):"]
-        for published, error in failures:
+        lines = [f"cannot get {len(failures)} model file(s) ({failures[0][1]}). Download each URL on a machine "
+                 f"that is online and put the file at the path shown (or put them all in one folder and run "
+                 f"`livepose fetch-models --from FOLDER`):"]
+        for published, _ in failures:
             lines.append(f"  {published.download_url()}  ->  {folder / published.name}   ({published.description})")
-        lines.append(f"  (first error: {failures[0][1]})")
         raise FetchError("\n".join(lines))
     result = {}
     if want_detector:
