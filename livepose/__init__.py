@@ -7,8 +7,11 @@
     poses = estimator(cv2.imread("people.jpg"))  # Poses: keypoints (N, 17, 2), scores (N, 17), boxes
 """
 from .detector import PersonDetector
+from .draw import draw_poses
 from .estimator import PoseEstimator
 from .metadata import ModelMetadataError, PoseModelMeta
 from .types import Detections, Poses
 
-__all__ = ["Detections", "ModelMetadataError", "PersonDetector", "PoseEstimator", "PoseModelMeta", "Poses"]
+__all__ = [
+    "Detections", "ModelMetadataError", "PersonDetector", "PoseEstimator", "PoseModelMeta", "Poses", "draw_poses",
+]

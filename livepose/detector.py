@@ -271,3 +271,9 @@ class PersonDetector:
 
     def close(self):
         self.backend.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
