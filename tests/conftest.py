@@ -53,3 +53,17 @@ def export_pose_model(config, out_dir, checkpoint=None):
 def r18_onnx(tmp_path_factory):
     """A random-weight r18-256x192 pose model exported to ONNX (for shapes, speed and plumbing only)."""
     return export_pose_model("r18-256x192", tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def overfit_r18_checkpoint(coco_subset, tmp_path_factory):
+    """An r18-256x192 checkpoint (.safetensors) that has memorised 8 real persons of the COCO subset
+    (mean keypoint error ~0.5 heatmap px on them): a network with real heatmap peaks, for precision
+    checks. Costs 240 CPU training steps (~8 min on 2 cores) once per session; see
+    train.fit.overfit_checkpoint."""
+    pytest.importorskip("paddle", reason="training needs PaddlePaddle: pip install -e '.[train]'")
+    from train.fit import overfit_checkpoint
+
+    path = tmp_path_factory.mktemp("overfit") / "r18-256x192-overfit.safetensors"
+    overfit_checkpoint(path, *coco_subset)
+    return path
