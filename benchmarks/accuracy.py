@@ -14,6 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared" / "data"
@@ -34,8 +36,6 @@ def training_crops(meta, persons):
         frame = cv2.imread(record.image_path)
         crop, _ = crop_persons(frame, record.center[None], record.scale[None], meta.input_size)
         crops.append(normalize_crops(crop, meta.mean, meta.std, meta.color_order == "RGB"))
-    import numpy as np
-
     return np.concatenate(crops)
 
 

@@ -25,6 +25,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -221,6 +222,8 @@ def main(argv=None):
     parser.add_argument("--frames", type=int, default=30, help="frames per contender per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tutorial-threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--only", nargs="+", metavar="WORD",
+                        help="run only contenders whose label contains one of these words (the tutorial always runs)")
     parser.add_argument("--json", type=Path, help="write every round's figures here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -243,9 +246,10 @@ def main(argv=None):
     from livepose.bench import machine_info
 
     runs, skipped = contenders(args)
+    if args.only:
+        runs = [(label, spec) for label, spec in runs
+                if spec["kind"] == "tutorial" or any(word in label for word in args.only)]
     rounds = []
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="livepose-compare-") as scratch:
         for number in range(args.rounds):
             figures = {"load_before": os.getloadavg()[0]}

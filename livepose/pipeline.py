@@ -164,6 +164,8 @@ def run_pipeline(frames, infer, sink, queue_size=4, live=False):
     finally:
         seconds = time.perf_counter() - start
         stop.set()
+        if live:  # wakes an inference thread waiting for a camera that has stopped delivering
+            _close(iterator)
         for thread in threads:
             thread.join(_JOIN_S)
         stuck = [t.name for t in threads if t.is_alive()]
@@ -252,7 +254,9 @@ class LatestFrameReader:
             return
         self._closed.set()
         self._thread.join(_JOIN_S)
-        self._capture.release()
+        # releasing a capture under a read() still blocked in it crashes some OpenCV backends
+        if not self._thread.is_alive():
+            self._capture.release()
 
     def __enter__(self):
         return self

@@ -36,12 +36,13 @@ def gpu():
 
 @pytest.fixture(scope="module")
 def engines(gpu, r18_onnx, yolox_nano, tmp_path_factory):
-    """FP16 pose and detector engines built by the real `livepose build-engine` code."""
+    """FP16 pose and detector engines built by the real `livepose build-engine` code, beside their ONNX."""
     out = tmp_path_factory.mktemp("engines")
+    pose_onnx, detector_onnx = shutil.copy(r18_onnx, out), shutil.copy(yolox_nano, out)
     parser = argparse.ArgumentParser()
     build.add_arguments(parser)
     args = parser.parse_args([
-        "--pose", str(r18_onnx), "--detector", str(yolox_nano), "--fp16", "--max-batch", "32",
+        "--pose", str(pose_onnx), "--detector", str(detector_onnx), "--fp16", "--max-batch", "32",
         "--workspace", "2", "--out", str(out), "--calib-images", str(shared_path("images")),
     ])
     assert build.run(args) == 0
@@ -111,8 +112,8 @@ def test_livepose_video_on_tensorrt(engines, tmp_path):
     source = shared_path("videos", "mmpose_demo.mp4")
     out = tmp_path / "out.mp4"
     result = subprocess.run(
-        [sys.executable, "-m", "livepose.cli", "video", str(source), "--out", str(out), "--backend", "tensorrt",
-         "--pose-model", str(engines[0])],
+        [sys.executable, "-m", "livepose", "video", str(source), "--out", str(out), "--backend", "tensorrt",
+         "--pose-model", str(engines[0]), "--detector", str(engines[1].with_suffix(".onnx"))],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr

@@ -1,4 +1,5 @@
 """FP16 ONNX conversion (the TensorRT 11 path) and its agreement with FP32, on ONNX Runtime's CPU."""
+import dataclasses
 import math
 
 import numpy as np
@@ -71,6 +72,29 @@ def test_fp16_r18_export_follows_fp32(r18_onnx, tmp_path, person_frames):
     agreement = check_fp16_onnx(r18_onnx, convert_to_fp16(r18_onnx, tmp_path / "r18.fp16.onnx"), crops, meta)
     print(f"r18-256x192 random weights, FP16 vs FP32 ONNX Runtime CPU: {agreement.summary()}")
     assert agreement.passed
+
+
+@pytest.mark.slow
+def test_fp16_overfit_r18_keypoints_follow_fp32(overfit_r18_checkpoint, coco_subset, tmp_path):
+    """A network with real heatmap peaks: r18 memorised 8 real COCO persons; FP16 vs FP32 on exactly those crops.
+
+    Keypoint agreement is meaningful here only because the peaks are real on these crops (the
+    model generalises to nothing else), so the comparison is run as for trained weights.
+    """
+    from tests.conftest import export_pose_model
+    from train.dataset import COCOPose
+    from train.fit import overfit_persons
+    from train.model import get_config
+
+    fp32 = export_pose_model("r18-256x192", tmp_path, checkpoint=overfit_r18_checkpoint)
+    config = get_config("r18-256x192")
+    persons = COCOPose(overfit_persons(*coco_subset, config, 8), config, augmentation=None)
+    crops = np.stack([persons[i][0] for i in range(len(persons))]).astype(np.float32)
+    meta = dataclasses.replace(read_onnx_metadata(fp32), trained=True)
+    agreement = check_fp16_onnx(fp32, convert_to_fp16(fp32, tmp_path / "fp16.onnx"), crops, meta)
+    print(f"r18-256x192 overfit on 8 COCO persons, FP16 vs FP32 ONNX Runtime CPU: {agreement.summary()}")
+    assert agreement.num_crops == 8
+    assert agreement.mean_oks >= OKS_LIMIT and agreement.passed
 
 
 def test_heatmap_errors():

@@ -31,10 +31,12 @@ def stage_threads():
 class FakeCamera:
     """A camera producing numbered frames at a fixed rate, like cv2.VideoCapture.read()."""
 
-    def __init__(self, fps=200.0, frames=None, fail_at=None):
+    def __init__(self, fps=200.0, frames=None, fail_at=None, hang_after=None):
         self.period = 1.0 / fps
         self.frames = frames
         self.fail_at = fail_at
+        self.hang_after = hang_after
+        self.unplugged = threading.Event()  # set by the test to end a hung read
         self.count = 0
         self.released = False
         self.properties = {}
@@ -49,6 +51,9 @@ class FakeCamera:
             return False, None
         if self.count == self.fail_at:
             raise OSError("camera unplugged")
+        if self.count == self.hang_after:
+            self.unplugged.wait()
+            return False, None
         self._next += self.period
         time.sleep(max(0.0, self._next - time.perf_counter()))
         self.count += 1
@@ -189,6 +194,27 @@ def test_a_failing_camera_is_an_error_not_the_end_of_the_stream():
     with pytest.raises(RuntimeError, match="camera unplugged"):
         run_pipeline(LatestFrameReader(camera), lambda f, t: None, lambda f, r, t: None, live=True)
     assert camera.released
+    assert not stage_threads()
+
+
+def test_interrupt_while_the_camera_hangs_returns_promptly(monkeypatch):
+    import livepose.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "_JOIN_S", 0.3)
+    camera = FakeCamera(fps=200.0, hang_after=3)  # delivers 3 frames, then read() blocks
+
+    def sink(frame, result, times):
+        if frame[0, 0] == 3:
+            time.sleep(0.05)  # the camera is hung by now
+            raise KeyboardInterrupt
+
+    start = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(LatestFrameReader(camera), lambda f, t: None, sink, live=True)
+    assert time.perf_counter() - start < 2.0
+    assert not camera.released, "a capture blocked in read() must not be released under it"
+    camera.unplugged.set()
+    time.sleep(0.1)
     assert not stage_threads()
 
 
