@@ -79,6 +79,8 @@ def _add_stream_outputs(parser, out_required):
     parser.add_argument("--json", type=Path, metavar="F.jsonl",
                         help="poses as JSON Lines: one line per frame {frame, timestamp, persons}")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    parser.add_argument("--detect-every", type=int, default=1, metavar="N",
+                        help="run the detector every N frames; in between, boxes follow the previous poses (default 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -296,7 +298,11 @@ def _run_stream(args, source, preview, live):
     from .draw import draw_fps, draw_poses
     from .pipeline import STAGES, run_pipeline, timed
     from .sinks import JsonlWriter
+    from .tracking import PoseTracker
     from .video import VideoWriter, check_writable, signals_deferred
+
+    if args.detect_every < 1:
+        raise ValueError(f"--detect-every: expected a positive integer, got {args.detect_every}")
 
     # every output is checked before the (slow) model loading, and opened after it
     for output, what in ((args.out, "output video"), (args.json, "JSON output")):
@@ -324,8 +330,10 @@ def _run_stream(args, source, preview, live):
 
             stack.callback(cv2.destroyAllWindows)
 
+        tracker = PoseTracker(estimator.detector, estimator, detect_every=args.detect_every)
+
         def infer(frame, times):
-            return estimator.estimate(frame.image, timings=times)  # adds detect, crop, pose, decode
+            return tracker(frame.image, times)  # adds detect, crop, pose, decode
 
         def sink(frame, poses, times):
             now = time.perf_counter()
