@@ -2,6 +2,7 @@
 import argparse
 import csv
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ pytest.importorskip("pycocotools")
 from tests.conftest import REPO, shared_path  # noqa: E402
 from train import fit  # noqa: E402
 from train.checkpoint import load_checkpoint, load_model_state, model_state  # noqa: E402
-from train.dataset import Augmentation, COCOPose, load_coco_persons  # noqa: E402
+from train.dataset import COCOPose  # noqa: E402
 from train.model import CONFIGS, build_model  # noqa: E402
 
 R18 = CONFIGS["r18-256x192"]
@@ -64,17 +65,35 @@ def test_resume_mid_epoch_through_the_command_line_is_exact(coco_subset, tmp_pat
     assert "batch_size was 2, now 3" in capsys.readouterr().err
 
 
+# Run in a fresh interpreter: forking DataLoader workers from the test process, whose ONNX Runtime and
+# OpenVINO thread pools earlier tests started, can crash the workers; `fit` itself starts clean.
+_WORKERS_SCRIPT = """
+import json, sys
+from pathlib import Path
+from train import fit
+from train.dataset import Augmentation, COCOPose, load_coco_persons
+from train.model import CONFIGS
+ann, images, out = sys.argv[1:4]
+config = CONFIGS["r18-256x192"]
+records = load_coco_persons(ann, images, config.input_size)[:4]
+dataset = COCOPose(records, config, Augmentation(), seed=11)
+# 2 steps an epoch, 6 in all; lr x0.1 after steps 3 (60 %) and 5 (85 %)
+settings = fit.FitSettings(epochs=3, batch_size=2, lr=1e-3, workers=2, seed=11, log_every=1, progress=False)
+straight = fit.train(config, dataset, Path(out) / "straight", settings)
+in_process = fit.FitSettings(**{**settings.__dict__, "workers": 0})
+fit.train(config, dataset, Path(out) / "split", fit.FitSettings(**{**in_process.__dict__, "max_steps": 3}))
+resumed = fit.train(config, dataset, Path(out) / "split", in_process, resume=Path(out) / "split")
+print(json.dumps({"straight": [straight.step, straight.epoch], "resumed": resumed.step}))
+"""
+
+
 def test_resume_across_epoch_and_lr_boundaries_with_worker_processes(coco_subset, tmp_path):
-    records = load_coco_persons(*coco_subset, R18.input_size)[:4]
-    dataset = COCOPose(records, R18, Augmentation(), seed=11)
-    # 2 steps an epoch, 6 in all; lr x0.1 after steps 3 (60 %) and 5 (85 %)
-    settings = fit.FitSettings(epochs=3, batch_size=2, lr=1e-3, workers=2, seed=11, log_every=1, progress=False)
-    straight = fit.train(R18, dataset, tmp_path / "straight", settings)
-    assert straight.step == 6 and straight.epoch == 3
-    in_process = fit.FitSettings(**{**settings.__dict__, "workers": 0})
-    fit.train(R18, dataset, tmp_path / "split", fit.FitSettings(**{**in_process.__dict__, "max_steps": 3}))
-    resumed = fit.train(R18, dataset, tmp_path / "split", in_process, resume=tmp_path / "split")
-    assert resumed.step == 6
+    ann, images = coco_subset
+    result = subprocess.run([sys.executable, "-c", _WORKERS_SCRIPT, str(ann), str(images), str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    steps = json.loads(result.stdout.strip().splitlines()[-1])
+    assert steps == {"straight": [6, 3], "resumed": 6}
     assert max_difference(weights(tmp_path / "straight")[0], weights(tmp_path / "split")[0]) <= 1e-6
     with open(tmp_path / "straight" / "logs" / "train.csv") as f:
         lrs = [float(row["lr"]) for row in csv.DictReader(f)]
