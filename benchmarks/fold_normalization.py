@@ -27,7 +27,7 @@ def fold_normalization(src, dst):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from livepose.engine_meta import atomic_write_bytes
+    from livepose.files import write_atomic
     from livepose.metadata import METADATA_KEY, read_onnx_metadata
 
     meta = read_onnx_metadata(src)
@@ -66,7 +66,7 @@ def fold_normalization(src, dst):
         if prop.key == METADATA_KEY:
             prop.value = folded.to_json()
     onnx.checker.check_model(model)
-    atomic_write_bytes(dst, model.SerializeToString())
+    write_atomic(dst, model.SerializeToString())
 
 
 def interleaved(variants, reps):

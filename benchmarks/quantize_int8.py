@@ -77,7 +77,7 @@ def quantize(model_path, out_path, crops, calibration_note):
     import nncf
     import onnx
 
-    from livepose.engine_meta import atomic_write_bytes
+    from livepose.files import write_atomic
     from livepose.metadata import METADATA_KEY, read_onnx_metadata
 
     meta = read_onnx_metadata(model_path)
@@ -92,7 +92,7 @@ def quantize(model_path, out_path, crops, calibration_note):
     for key, value in {p.key: p.value for p in model.metadata_props}.items():
         entry = quantized.metadata_props.add()
         entry.key, entry.value = key, meta.to_json() if key == METADATA_KEY else value
-    atomic_write_bytes(out_path, quantized.SerializeToString())
+    write_atomic(out_path, quantized.SerializeToString())
     return meta
 
 

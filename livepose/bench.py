@@ -195,7 +195,7 @@ def add_bench_arguments(parser):
 def run_bench(args):
     """`livepose bench`: run, print the report, write --json atomically. Returns the exit code."""
     from .cli import load_models
-    from .sinks import write_atomic
+    from .files import write_atomic
     from .video import check_readable_file, check_writable
 
     # user errors surface before the (slow) model loading

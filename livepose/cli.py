@@ -299,7 +299,8 @@ def _run_stream(args, source, preview, live):
     from .pipeline import STAGES, run_pipeline, timed
     from .sinks import JsonlWriter
     from .tracking import PoseTracker
-    from .video import VideoWriter, check_writable, signals_deferred
+    from .files import signals_deferred
+    from .video import VideoWriter, check_writable
 
     if args.detect_every < 1:
         raise ValueError(f"--detect-every: expected a positive integer, got {args.detect_every}")

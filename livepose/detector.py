@@ -14,7 +14,6 @@ in colour order, scaling and padding, so a wrong guess still "works" and finds t
 A box is a person when person is its best class (as ultralytics and YOLOX report classes).
 """
 import ast
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import cv2
 import numpy as np
 
 from .backends import open_backend
+from .files import sha256_of
 from .metadata import read_onnx_metadata_props
 from .types import Detections
 
@@ -153,14 +153,6 @@ def decode_ultralytics(output, num_classes=None, person_class=0):
     return boxes, class_scores[is_person, person_class]
 
 
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _ultralytics_names(props):
     """Class names from ultralytics metadata ("{0: 'person', ...}"), or None where absent."""
     if "names" not in props:
@@ -181,7 +173,7 @@ def identify_layout(model_path, props, layout=None):
         if layout not in LAYOUTS:
             raise DetectorLayoutError(f"detector layout: expected one of {LAYOUTS}, got {layout!r}")
         return layout
-    sha256 = file_sha256(model_path)
+    sha256 = sha256_of(model_path)
     if sha256 in KNOWN_DETECTORS:
         return KNOWN_DETECTORS[sha256][0]
     if "ultralytics" in props.get("author", "").lower() and "names" in props:

@@ -10,6 +10,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from .files import sha256_of
+
 CHUNK = 1 << 20
 
 
@@ -19,14 +21,6 @@ class DownloadError(RuntimeError):
 
 class ChecksumError(ValueError):
     """A file's SHA-256 is not the expected one."""
-
-
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_file(path, sha256=None, sha256_prefix=None):

@@ -29,9 +29,9 @@ from .engine_meta import (
     EngineMeta,
     EngineMetaError,
     TensorSpec,
-    file_sha256,
     write_sidecar,
 )
+from .files import sha256_of
 from .fp16 import compare_backends, compare_detector_backends, convert_to_fp16
 from .geometry import box_to_center_scale
 from .metadata import ModelMetadataError, read_onnx_metadata, read_onnx_metadata_props
@@ -187,9 +187,9 @@ def build_engine(job, toolchain, check_inputs=None):
         candidate.write_bytes(plan)
         meta = EngineMeta(
             kind=job.kind,
-            engine_sha256=file_sha256(candidate),
+            engine_sha256=sha256_of(candidate),
             source_onnx=str(source),
-            source_onnx_sha256=file_sha256(source),
+            source_onnx_sha256=sha256_of(source),
             tensorrt_version=toolchain.tensorrt_version,
             gpu_name=toolchain.gpu_name,
             compute_capability=toolchain.compute_capability,

@@ -6,11 +6,10 @@ refuses a mismatch with the command that rebuilds the engine. Pure Python: no Te
 """
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 
+from .files import write_atomic
 from .metadata import ModelMetadataError, PoseModelMeta
 
 SIDECAR_SCHEMA_VERSION = 1
@@ -181,7 +180,7 @@ def read_sidecar(engine_path):
 def write_sidecar(meta, engine_path):
     """Write NAME.engine.json atomically."""
     text = json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n"
-    atomic_write_bytes(sidecar_path(engine_path), text.encode("utf-8"))
+    write_atomic(sidecar_path(engine_path), text.encode("utf-8"))
 
 
 def check_engine_runs_here(meta, engine_path, tensorrt_version, gpu_name, compute_capability):
@@ -206,34 +205,6 @@ def check_engine_file(meta, engine_path, data):
             f"engine {engine_path} is not the engine its description {sidecar_path(engine_path)} was written for "
             f"(an interrupted build or a copied file); rebuild it with `{meta.build_command}`"
         )
-
-
-def file_sha256(path, chunk_bytes=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_bytes), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def atomic_write_bytes(path, data):
-    """Write `data` to `path` through a temporary file in the same folder and os.replace.
-
-    The old file stays intact until the new one is complete, so an interrupted or failed write
-    never leaves a truncated engine, sidecar or timing cache behind.
-    """
-    path = Path(path)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp, 0o644)  # mkstemp makes 0600; these are ordinary shareable files
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 class EngineBuildError(RuntimeError):

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .decode import decode_heatmaps
-from .engine_meta import atomic_write_bytes
+from .files import write_atomic
 from .geometry import BOX_PADDING
 from .skeleton import OKS_SIGMAS
 
@@ -35,7 +35,7 @@ def convert_to_fp16(src_path, dst_path):
         # one warning per weight below FP16's smallest normal value; clipping those is the point
         warnings.simplefilter("ignore", UserWarning)
         converted = float16.convert_float_to_float16(model, keep_io_types=True)
-    atomic_write_bytes(dst_path, converted.SerializeToString())
+    write_atomic(dst_path, converted.SerializeToString())
     return dst_path
 
 

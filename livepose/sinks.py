@@ -11,28 +11,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .video import MediaError, check_writable, signals_deferred, temporary_sibling
+from .files import write_atomic
+from .video import MediaError, check_writable
 
 # SimpleBaselines' rescoring: a person's score is the box score times the mean of the keypoint
 # scores above this (its `in_vis_thre`), so confident skeletons outrank confident boxes
 RESCORE_KEYPOINT_THRESHOLD = 0.2
-
-
-def write_atomic(path, data):
-    """Write bytes to `path` through a temporary sibling and os.replace: all or nothing."""
-    path = Path(path)
-    temporary = temporary_sibling(path)
-    with signals_deferred():
-        try:
-            with open(temporary, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            if temporary.exists():
-                temporary.unlink()
-            raise
 
 
 def frame_record(index, timestamp, poses):

@@ -7,15 +7,14 @@ close (also after Ctrl-C or an error), so a playable video always ends up at the
 an existing output is only replaced once there is something to replace it with.
 """
 import os
-import signal
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from .files import signals_deferred, temporary_sibling
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
@@ -231,21 +230,6 @@ def image_frames(paths):
         yield Frame(read_image(path), index, 0.0, str(path))
 
 
-@contextmanager
-def signals_deferred():
-    """Hold back SIGINT/SIGTERM for the duration of the block (main thread only), so that a
-    Ctrl-C cannot land between finishing a file and moving it into place."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
 def check_writable(path, what="output"):
     """Raise MediaError unless a file can be created at `path` (its folder exists and is writable)."""
     path = Path(path)
@@ -258,13 +242,6 @@ def check_writable(path, what="output"):
         raise MediaError(f"{what} {path}: folder {folder} is not writable")
     if path.exists() and not os.access(path, os.W_OK):
         raise MediaError(f"{what} {path}: exists and is not writable")
-
-
-def temporary_sibling(path, suffix=None):
-    """A hidden temporary name beside `path`, keeping its extension (OpenCV picks the container by it)."""
-    path = Path(path)
-    suffix = path.suffix if suffix is None else suffix
-    return path.with_name(f".{path.stem}.partial-{os.getpid()}{suffix}")
 
 
 class VideoWriter:

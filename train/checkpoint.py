@@ -5,10 +5,11 @@ the user made themselves on their own machine, never one to accept from elsewher
 """
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+from livepose.files import write_atomic
 
 CHECKPOINT_KEY = "livepose_checkpoint"
 CHECKPOINT_VERSION = 1
@@ -36,7 +37,7 @@ def save_checkpoint(path, state, meta):
 
     arrays = {name: np.ascontiguousarray(np.asarray(value)) for name, value in state.items()}
     blob = save(arrays, metadata={CHECKPOINT_KEY: json.dumps(asdict(meta), sort_keys=True)})
-    atomic_write_bytes(path, blob)
+    write_atomic(path, blob)
 
 
 def load_checkpoint(path, expected_config=None):
@@ -95,19 +96,3 @@ def load_model_state(model, state, source="checkpoint"):
     model.set_state_dict({name: paddle.to_tensor(np.asarray(state[name], dtype=own[name].numpy().dtype)) for name in own})
 
 
-def atomic_write_bytes(path, data):
-    """Write to a temporary file beside `path`, then rename over it."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

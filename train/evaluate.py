@@ -18,12 +18,13 @@ import numpy as np
 
 from livepose.backends import BackendUnavailable, backend_class
 from livepose.crops import crop_persons, normalize_crops
+from livepose.files import write_atomic
 from livepose.decode import REFINEMENTS, decode_heatmaps
 from livepose.geometry import PIXEL_STD, box_to_center_scale, heatmap_to_frame, warp_points
 from livepose.metadata import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, ModelMetadataError, read_onnx_metadata
 from livepose.skeleton import NUM_KEYPOINTS, OKS_SIGMAS, flip_permutation
 
-from .checkpoint import CheckpointError, atomic_write_bytes
+from .checkpoint import CheckpointError
 from .dataset import DatasetError, load_coco_persons
 from .model import CONFIGS, get_config
 from .targets import generate_targets
@@ -395,7 +396,7 @@ def _evaluate(make_heatmap_fn, config, ann_file, images_dir, boxes, flip, refine
     )
     results = coco_results(persons, keypoints, keypoint_scores)
     if results_out is not None:
-        atomic_write_bytes(results_out, json.dumps(results).encode("utf-8"))
+        write_atomic(results_out, json.dumps(results).encode("utf-8"))
     return coco_keypoint_metrics(coco, results)
 
 
@@ -507,7 +508,7 @@ def run(args):
             metrics = evaluate_model(predict, config, args.ann, args.images, boxes=args.boxes,
                                      color_order=color_order, mean=mean, std=std, sigma=sigma,
                                      box_score_threshold=args.box_score_threshold, **common)
-        atomic_write_bytes(args.metrics_out, (json.dumps(metrics, indent=2) + "\n").encode("utf-8"))
+        write_atomic(args.metrics_out, (json.dumps(metrics, indent=2) + "\n").encode("utf-8"))
     except (EvaluationError, DatasetError, CheckpointError, ModelMetadataError, BackendUnavailable, OSError) as error:
         print(f"livepose-train evaluate: error: {error}", file=sys.stderr)
         return 2

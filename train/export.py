@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint, load_model_state
-from .model import CONFIGS, build_model, get_config, sha256_file
+from livepose.files import sha256_of, write_atomic
+
+from .checkpoint import CheckpointError, load_checkpoint, load_model_state
+from .model import CONFIGS, build_model, get_config
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "heatmaps"
@@ -99,7 +101,7 @@ def export(config_name, out, checkpoint=None, opset=MIN_OPSET, seed=0):
         state, meta = load_checkpoint(checkpoint, expected_config=config.name)
         load_model_state(model, state, source=f"checkpoint {checkpoint}")
         color_order, trained, weights_source = meta.color_order, meta.trained, meta.weights_source
-        extra["checkpoint_sha256"] = sha256_file(checkpoint)
+        extra["checkpoint_sha256"] = sha256_of(checkpoint)
         extra.update({f"checkpoint_{k}": v for k, v in meta.extra.items() if isinstance(v, (str, int, float, bool))})
     else:
         color_order, trained, weights_source = "RGB", False, "random"
@@ -121,7 +123,7 @@ def export(config_name, out, checkpoint=None, opset=MIN_OPSET, seed=0):
     problems = parity.failures()
     if problems:
         raise ExportError(f"{out} not written: the ONNX model does not match Paddle: " + "; ".join(problems))
-    atomic_write_bytes(out, blob)
+    write_atomic(out, blob)
     return parity
 
 

@@ -31,12 +31,14 @@ import cv2
 import numpy as np
 import paddle
 
-from .checkpoint import CheckpointError, CheckpointMeta, atomic_write_bytes, load_checkpoint, load_model_state
+from livepose.files import sha256_of, write_atomic
+
+from .checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, load_model_state
 from .checkpoint import model_state, save_checkpoint
 from .dataset import COLOR_ORDER, Augmentation, COCOPose, DatasetError, EpochBatchSampler, coco_paths
 from .dataset import dump_debug, load_coco_persons
 from .loss import heatmap_loss
-from .model import CONFIGS, build_model, get_config, sha256_file
+from .model import CONFIGS, build_model, get_config
 
 RESUME_VERSION = 1
 WEIGHTS_FILE = "last.safetensors"
@@ -96,7 +98,7 @@ def load_backbone_weights(model, path, sha256):
         raise FitError(f"--backbone-weights {path}: no such file")
     if not sha256:
         raise FitError(f"--backbone-weights {path}: give its --backbone-sha256 (the file is checked before it is read)")
-    actual = sha256_file(path)
+    actual = sha256_of(path)
     if actual != sha256.strip().lower():
         raise FitError(f"--backbone-weights {path}: SHA-256 is {actual}, --backbone-sha256 says {sha256}")
     if path.endswith(".safetensors"):
@@ -310,7 +312,7 @@ def _train(config, dataset, out_dir, settings, resume, val, backbone, log):
         meta = CheckpointMeta(config=config.name, color_order=COLOR_ORDER, epoch=epoch, step=step)
         blob = _resume_blob(optimizer, scheduler, scaler, model, signature, epoch, batch_in_epoch, step, result.best_ap)
         save_checkpoint(os.path.join(out_dir, WEIGHTS_FILE), model_state(model), meta)
-        atomic_write_bytes(os.path.join(out_dir, RESUME_FILE), blob)
+        write_atomic(os.path.join(out_dir, RESUME_FILE), blob)
 
     progress = _progress(total_steps, step, writer and settings.progress)
     window_start, window_samples = time.perf_counter(), 0

@@ -26,8 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from livepose.files import sha256_of
+
 from .checkpoint import CheckpointError, CheckpointMeta, save_checkpoint
-from .model import CONFIGS, get_config, sha256_file
+from .model import CONFIGS, get_config
 from .torch_reader import TorchFileError, load as load_torch_file, load_pickle
 
 LAYOUTS = ("mmpose", "msra", "paddle-legacy")
@@ -115,7 +117,7 @@ def import_weights(layout, source, config_name, out, sha256=None, download_dir=N
     raw, file_meta = read_source(layout, path)
     state = convert(layout, raw, config, source=str(path))
     _check_input_size(file_meta, config, path)
-    digest = sha256_file(path) if path.is_file() else _folder_digest(path, raw)
+    digest = sha256_of(path) if path.is_file() else _folder_digest(path, raw)
     meta = CheckpointMeta(
         config=config.name,
         color_order=COLOR_ORDER[layout],

@@ -1,5 +1,4 @@
 """PoseNet: the tutorial's SimpleBaselines network (ResNet backbone, 3 deconvolutions, 1x1 conv)."""
-import hashlib
 from dataclasses import dataclass
 
 import paddle
@@ -102,9 +101,3 @@ def count_parameters(model):
     return sum(int(p.numel()) for p in model.parameters())
 
 
-def sha256_file(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -29,7 +29,7 @@ except (ImportError, OSError) as error:
     ) from None
 
 from ..engine_meta import EngineBuildError, EngineMetaError, check_engine_file, check_engine_runs_here, read_sidecar
-from ..engine_meta import atomic_write_bytes
+from ..files import write_atomic
 from . import Backend, BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ def build_plan(spec):
     if plan is None:
         errors = _LOG.take_errors()
         raise EngineBuildError(f"TensorRT could not build {spec.label}: {'; '.join(errors) or 'no error logged'}")
-    atomic_write_bytes(spec.timing_cache, bytes(config.get_timing_cache().serialize()))
+    write_atomic(spec.timing_cache, bytes(config.get_timing_cache().serialize()))
     return bytes(plan)
 
 

@@ -22,13 +22,14 @@ def bench_args(argv):
 @pytest.mark.parametrize("backend, detect_every", [("onnxruntime", 1), ("openvino", 3)])
 def test_bench_json_has_every_key_and_sane_values(tmp_path, r18_onnx, yolox_nano, backend, detect_every, capsys):
     pytest.importorskip(backend)
-    from livepose.bench import run_bench
+    from livepose.bench import peak_rss_mb, run_bench
 
     video = shared_path("videos", "opencv_vtest.avi")
     out = tmp_path / "bench.json"
     args = bench_args([str(video), "--max-frames", "6", "--warmup", "1", "--json", str(out),
                        "--pose-model", str(r18_onnx), "--detector", str(yolox_nano), "--no-fetch",
                        "--backend", backend, "--detect-every", str(detect_every)])
+    peak_before = peak_rss_mb()
     assert run_bench(args) == 0
     result = json.loads(out.read_text())
     assert KEYS <= set(result)
@@ -40,8 +41,9 @@ def test_bench_json_has_every_key_and_sane_values(tmp_path, r18_onnx, yolox_nano
     # opencv_vtest shows 2-6 pedestrians from the first frame on (YOLOX-Nano finds most of them)
     assert 1 <= result["persons_per_frame"] <= 10
     assert result["crops_per_s"] > 0
-    # the process holds two models and a few frames: more than 50 MB, far below the 1.5 GB target
-    assert 50 < result["peak_rss_mb"] < 1536
+    # ru_maxrss of this pytest process, which earlier tests may have raised; the 1.5 GB target is
+    # checked on a `livepose video` process of its own (benchmarks/)
+    assert result["peak_rss_mb"] >= max(50, peak_before - 1)
     assert result["backend"] == backend and result["precision"] == "f32"
     assert result["model"] == "r18-256x192"
     assert result["detect_every"] == detect_every

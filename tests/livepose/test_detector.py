@@ -16,13 +16,13 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from conftest import shared_path
+from livepose.files import sha256_of
 from livepose.detector import (
     KNOWN_DETECTORS,
     DetectorLayoutError,
     Letterbox,
     PersonDetector,
     decode_yolox,
-    file_sha256,
     identify_layout,
     letterbox,
     nms,
@@ -171,7 +171,7 @@ def test_nms_keeps_the_best_of_overlapping_boxes():
 # --- layout identification ---
 
 def test_known_files_are_identified_by_hash(yolox_nano):
-    sha = file_sha256(yolox_nano)
+    sha = sha256_of(yolox_nano)
     assert sha in KNOWN_DETECTORS  # a different export than the official release
     assert identify_layout(yolox_nano, {}) == "yolox"
     official = "c789161ed43c8269fcd4e67c67eeeb4e80c622da2eb296a20bc6007bd18a0b7d"

@@ -16,6 +16,7 @@ import pytest
 from livepose import engine as build
 from livepose.backends import Backend, BackendUnavailable, backend_class
 from livepose.backends.onnxruntime import OnnxRuntimeBackend
+from livepose.files import sha256_of
 from livepose.engine_meta import (
     BatchProfile,
     EngineBuildError,
@@ -246,7 +247,7 @@ def test_tensorrt_11_route_converts_the_onnx_and_builds_strongly_typed(tiny_onnx
     assert meta.accuracy_checked is False
     assert meta.accuracy["passed"] and meta.accuracy["mean_oks"] is None
     assert 0 < meta.accuracy["heatmap_rel_error"] < 1e-2
-    assert meta.source_onnx_sha256 == build.file_sha256(tiny_onnx)
+    assert meta.source_onnx_sha256 == sha256_of(tiny_onnx)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.engine", "tiny.engine.json"]
 
 

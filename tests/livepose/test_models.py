@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import shared_path
 from livepose import models
 from livepose.models import (
     DETECTOR, POSE_CHECKPOINTS, FetchError, ModelNotFound, PublishedFile, cache_dir, fetch_models,

@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import shared_path
 from livepose.sinks import AnnotatedImageWriter, CocoResultsWriter, JsonlWriter, coco_image_id
 from livepose.types import Poses
 from livepose.video import MediaError

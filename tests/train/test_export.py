@@ -12,7 +12,8 @@ from livepose.decode import decode_heatmaps  # noqa: E402
 from livepose.metadata import read_onnx_metadata  # noqa: E402
 from train import export  # noqa: E402
 from train.checkpoint import CheckpointMeta, load_checkpoint, load_model_state, model_state, save_checkpoint  # noqa: E402
-from train.model import build_model, get_config, sha256_file  # noqa: E402
+from livepose.files import sha256_of  # noqa: E402
+from train.model import build_model, get_config  # noqa: E402
 
 from conftest import REPO  # noqa: E402
 
@@ -83,7 +84,7 @@ def test_checkpoint_export_matches_paddle(peaked_checkpoint, tmp_path):
     meta = read_onnx_metadata(out)
     assert meta.color_order == "BGR" and meta.trained is True
     assert meta.weights_source == "test: random peaked"
-    assert meta.extra["checkpoint_sha256"] == sha256_file(peaked_checkpoint)
+    assert meta.extra["checkpoint_sha256"] == sha256_of(peaked_checkpoint)
 
     # independent of the exporter's own check: another batch, a different batch size
     state, _ = load_checkpoint(peaked_checkpoint, "r18-256x192")
