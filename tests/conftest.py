@@ -18,6 +18,21 @@ def shared_path(*parts):
     return path
 
 
+def decoded_frames(path):
+    """(frame count, (H, W)) of a video as a player decodes it."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    count, size = 0, None
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        count, size = count + 1, image.shape[:2]
+    capture.release()
+    return count, size
+
+
 @pytest.fixture(scope="session")
 def coco_subset():
     """(annotation file, image folder) of the COCO train2017 subset with keypoints."""

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO, shared_path
+from conftest import REPO, decoded_frames, shared_path
 
 TIMEOUT_S = 300
 
@@ -32,18 +32,6 @@ def cli_env(tmp_path):
 def livepose(tmp_path, *args, timeout=TIMEOUT_S):
     return subprocess.run([sys.executable, "-m", "livepose", *map(str, args)], cwd=tmp_path, env=cli_env(tmp_path),
                           capture_output=True, text=True, timeout=timeout)
-
-
-def decoded_frames(path):
-    capture = cv2.VideoCapture(str(path))
-    count, size = 0, None
-    while True:
-        ok, image = capture.read()
-        if not ok:
-            break
-        count, size = count + 1, image.shape[:2]
-    capture.release()
-    return count, size
 
 
 def read_jsonl(path):

@@ -3,23 +3,10 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import shared_path
+from conftest import decoded_frames, shared_path
 from livepose.video import (
     MediaError, VideoSource, VideoWriter, image_frames, list_images, read_image,
 )
-
-
-def decoded_frames(path):
-    """(frame count, (H, W)) of a video as a player decodes it."""
-    capture = cv2.VideoCapture(str(path))
-    count, size = 0, None
-    while True:
-        ok, image = capture.read()
-        if not ok:
-            break
-        count, size = count + 1, image.shape[:2]
-    capture.release()
-    return count, size
 
 
 def test_video_file_frames_carry_index_and_timestamp():
