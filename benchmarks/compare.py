@@ -186,11 +186,13 @@ def contenders(args):
                                                 "backend": "openvino", "precision": "bf16"}))
     else:
         skipped.append(("livepose openvino bf16", "this CPU has no BF16 support"))
-    if args.int8_model and args.int8_model.is_file():
-        runs.append(("livepose openvino int8", {**base, "kind": "livepose", "pose_model": str(args.int8_model),
-                                                "backend": "openvino", "precision": "f32"}))
-    else:
-        skipped.append(("livepose openvino int8", f"no INT8 model at {args.int8_model} (benchmarks/quantize_int8.py)"))
+    for int8_model in args.int8_model:
+        label = f"livepose openvino int8 ({int8_model.stem})"
+        if int8_model.is_file():
+            runs.append((label, {**base, "kind": "livepose", "pose_model": str(int8_model),
+                                 "backend": "openvino", "precision": "f32"}))
+        else:
+            skipped.append((label, f"no INT8 model at {int8_model} (benchmarks/quantize_int8.py)"))
     runs.append((f"tutorial: Paddle dygraph, 1 crop/call, {args.tutorial_threads} threads",
                  {**base, "kind": "tutorial", "config": args.config, "threads": args.tutorial_threads}))
     if args.yolo_pose and args.yolo_pose.is_file():
@@ -217,7 +219,8 @@ def main(argv=None):
     parser.add_argument("--detector", type=Path, default=SHARED / "models" / "yolox_nano.onnx")
     parser.add_argument("--config", default="r50-256x192", help="pose model config (also the tutorial's network)")
     parser.add_argument("--pose-model", type=Path, help="f32 pose ONNX (default: a random-weight export in the cache)")
-    parser.add_argument("--int8-model", type=Path, help="INT8 QDQ ONNX (default: <pose model>-int8.onnx)")
+    parser.add_argument("--int8-model", type=Path, nargs="+",
+                        help="INT8 QDQ ONNX files, e.g. made with different --keep-f32 (default: <pose model>-int8.onnx)")
     parser.add_argument("--yolo-pose", type=Path, help="YOLO11n-pose ONNX (default: yolo11n-pose.onnx in the cache)")
     parser.add_argument("--frames", type=int, default=30, help="frames per contender per round")
     parser.add_argument("--rounds", type=int, default=3)
@@ -240,7 +243,7 @@ def main(argv=None):
             subprocess.run([sys.executable, "-m", "train", "export", "--config", args.config, "--out",
                             str(args.pose_model)], check=True, cwd=REPO, capture_output=True)
     if args.int8_model is None:
-        args.int8_model = args.pose_model.with_name(args.pose_model.stem + "-int8.onnx")
+        args.int8_model = [args.pose_model.with_name(args.pose_model.stem + "-int8.onnx")]
     if args.yolo_pose is None:
         args.yolo_pose = cache / "yolo11n-pose.onnx"
     from livepose.bench import machine_info
