@@ -4,8 +4,9 @@
     python benchmarks/quantize_int8.py --model engines/r50-256x192.onnx --out engines/r50-256x192-int8.onnx
 
 Writes a QDQ ONNX (QuantizeLinear/DequantizeLinear around every conv but the last `--keep-f32` head
-layers) that carries the source's livepose metadata plus a note of how it was quantised. OpenVINO runs it with INT8 kernels (VNNI /
-AMX); ONNX Runtime's CPU kernels for it are slower than f32, so use `--backend openvino`.
+layers) that carries the source's livepose metadata plus a note of how it was quantised. OpenVINO
+runs it with INT8 kernels (VNNI / AMX); ONNX Runtime's CPU kernels for it are slower than f32, so
+use `--backend openvino`.
 
 Calibration crops are cut the way inference cuts them: the COCO subset's ground-truth person boxes
 and YOLOX-Nano's boxes on frames of opencv_vtest.avi (both from ../shared/data). Afterwards the script

@@ -298,8 +298,8 @@ def _run_stream(args, source, preview, live):
     from .draw import draw_fps, draw_poses
     from .pipeline import STAGES, run_pipeline, timed
     from .sinks import JsonlWriter
-    from .tracking import PoseTracker
     from .files import signals_deferred
+    from .tracking import PoseTracker
     from .video import VideoWriter, check_writable
 
     if args.detect_every < 1:
