@@ -26,7 +26,7 @@ def training_crops(meta, persons):
     """The overfit persons' crops, exactly as training cut them: (N, 3, H, W) float32."""
     import cv2
 
-    from livepose.crops import crop_persons, normalize_crops
+    from livepose.core.crops import crop_persons, normalize_crops
     from train.fit import overfit_persons
     from train.model import get_config
 
@@ -49,10 +49,10 @@ def main(argv=None):
     parser.add_argument("--work", type=Path, help="keep the exported models here (default: a temporary folder)")
     args = parser.parse_args(argv)
 
-    from livepose.backends.onnxruntime import OnnxRuntimeBackend
-    from livepose.backends.openvino import OpenVinoBackend, cpu_supports
-    from livepose.fp16 import compare_backends
-    from livepose.metadata import read_onnx_metadata
+    from livepose.runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from livepose.runtime.backends.openvino import OpenVinoBackend, cpu_supports
+    from livepose.tensorrt.fp16 import compare_backends
+    from livepose.core.metadata import read_onnx_metadata
 
     with tempfile.TemporaryDirectory(prefix="livepose-accuracy-") as scratch:
         work = args.work or Path(scratch)

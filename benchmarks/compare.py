@@ -35,7 +35,7 @@ SHARED = REPO.parent / "shared" / "data"
 
 
 def cache_dir():
-    from livepose.models import cache_dir as livepose_cache
+    from livepose.runtime.model_files import cache_dir as livepose_cache
 
     folder = livepose_cache() / "benchmarks"
     folder.mkdir(parents=True, exist_ok=True)
@@ -45,9 +45,9 @@ def cache_dir():
 # ---------------------------------------------------------------- workers (one per process)
 
 def worker_livepose(spec):
-    from livepose.bench import benchmark_video
-    from livepose.detector import PersonDetector
-    from livepose.estimator import PoseEstimator
+    from livepose.stream.bench import benchmark_video
+    from livepose.runtime.detector import PersonDetector
+    from livepose.runtime.estimator import PoseEstimator
 
     detector = PersonDetector(spec["detector"], backend=spec["backend"])
     with PoseEstimator(spec["pose_model"], detector=detector, backend=spec["backend"],
@@ -66,11 +66,11 @@ def worker_tutorial(spec):
     import numpy as np
     import paddle
 
-    from livepose.decode import decode_heatmaps
-    from livepose.detector import PersonDetector
-    from livepose.draw import draw_poses
-    from livepose.geometry import box_to_center_scale, get_affine_transform, heatmap_to_frame, xyxy_to_xywh
-    from livepose.types import Poses
+    from livepose.core.decode import decode_heatmaps
+    from livepose.runtime.detector import PersonDetector
+    from livepose.stream.draw import draw_poses
+    from livepose.core.geometry import box_to_center_scale, get_affine_transform, heatmap_to_frame, xyxy_to_xywh
+    from livepose.core.types import Poses
     from train.model import PoseNet, get_config
 
     paddle.set_device("cpu")
@@ -136,8 +136,8 @@ def worker_yolo_pose(spec):
     import cv2
     import numpy as np
 
-    from livepose.backends import open_backend
-    from livepose.detector import letterbox, nms
+    from livepose.runtime.backends import open_backend
+    from livepose.runtime.detector import letterbox, nms
 
     backend = open_backend(spec["yolo_pose"], "openvino")
     height, width = backend.input_shape[2:]
@@ -173,7 +173,7 @@ WORKERS = {"livepose": worker_livepose, "tutorial": worker_tutorial, "yolo-pose"
 
 def contenders(args):
     """[(label, spec)] of what can run here, and [(label, reason)] of what cannot."""
-    from livepose.backends.openvino import cpu_supports
+    from livepose.runtime.backends.openvino import cpu_supports
 
     base = {"video": str(args.video), "frames": args.frames, "detector": str(args.detector)}
     runs, skipped = [], []
@@ -246,7 +246,7 @@ def main(argv=None):
         args.int8_model = [args.pose_model.with_name(args.pose_model.stem + "-int8.onnx")]
     if args.yolo_pose is None:
         args.yolo_pose = cache / "yolo11n-pose.onnx"
-    from livepose.bench import machine_info
+    from livepose.stream.bench import machine_info
 
     runs, skipped = contenders(args)
     if args.only:

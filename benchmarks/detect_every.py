@@ -25,8 +25,8 @@ MATCH_OKS = 0.5  # below this two skeletons are different persons
 
 def run(estimator, video, frames, every):
     """[Poses per frame] and the seconds it took, detector every `every` frames."""
-    from livepose.tracking import PoseTracker
-    from livepose.video import VideoSource
+    from livepose.stream.detect_every import PoseTracker
+    from livepose.stream.sources import VideoSource
 
     tracker = PoseTracker(estimator.detector, estimator, every)
     results = []
@@ -38,7 +38,7 @@ def run(estimator, video, frames, every):
 
 def agreement(reference, test):
     """(OKS of each matched reference person, number of reference persons) for one frame."""
-    from livepose.fp16 import keypoint_oks
+    from livepose.tensorrt.fp16 import keypoint_oks
 
     if len(reference) == 0:
         return [], 0
@@ -67,7 +67,7 @@ def main(argv=None):
     parser.add_argument("--backend", default="auto")
     args = parser.parse_args(argv)
 
-    from livepose.estimator import PoseEstimator
+    from livepose.runtime.estimator import PoseEstimator
 
     with PoseEstimator(args.pose_model, detector=args.detector, backend=args.backend) as estimator:
         if not estimator.meta.trained:

@@ -28,7 +28,7 @@ def fold_normalization(src, dst):
     from onnx import TensorProto, helper, numpy_helper
 
     from livepose.files import write_atomic
-    from livepose.metadata import METADATA_KEY, read_onnx_metadata
+    from livepose.core.metadata import METADATA_KEY, read_onnx_metadata
 
     meta = read_onnx_metadata(src)
     if meta.normalization_in_graph:
@@ -95,8 +95,8 @@ def main(argv=None):
     import onnxruntime
     import openvino
 
-    from livepose.crops import normalize_crops
-    from livepose.metadata import read_onnx_metadata
+    from livepose.core.crops import normalize_crops
+    from livepose.core.metadata import read_onnx_metadata
 
     meta = read_onnx_metadata(args.model)
     height, width = meta.input_size

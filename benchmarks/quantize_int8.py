@@ -34,8 +34,8 @@ def calibration_crops(meta, coco_dir, video, detector_path, video_frames, every)
     """Real person crops, normalised as the model expects: (N, 3, H, W) float32, and where they came from."""
     import cv2
 
-    from livepose.crops import crop_persons, normalize_crops
-    from livepose.geometry import box_to_center_scale, xyxy_to_xywh
+    from livepose.core.crops import crop_persons, normalize_crops
+    from livepose.core.geometry import box_to_center_scale, xyxy_to_xywh
 
     def normalise(frame, boxes_xywh):
         centers, scales = box_to_center_scale(boxes_xywh, meta.input_size)
@@ -56,7 +56,7 @@ def calibration_crops(meta, coco_dir, video, detector_path, video_frames, every)
             batches.append(normalise(frame, np.array(boxes, dtype=np.float64)))
         sources.append(f"{sum(len(b) for b in by_image.values())} COCO ground-truth persons ({coco_dir.name})")
     if video.is_file() and detector_path.is_file():
-        from livepose.detector import PersonDetector
+        from livepose.runtime.detector import PersonDetector
 
         detector = PersonDetector(detector_path, backend="onnxruntime")
         capture = cv2.VideoCapture(str(video))
@@ -94,7 +94,7 @@ def quantize(model_path, out_path, crops, calibration_note, keep_f32=DEFAULT_KEE
     import onnx
 
     from livepose.files import write_atomic
-    from livepose.metadata import METADATA_KEY, read_onnx_metadata
+    from livepose.core.metadata import METADATA_KEY, read_onnx_metadata
 
     meta = read_onnx_metadata(model_path)
     model = onnx.load(str(model_path))
@@ -129,9 +129,9 @@ def main(argv=None):
                              "4 = the whole head, 0 = everything INT8 (fastest, least accurate)")
     args = parser.parse_args(argv)
 
-    from livepose.backends.openvino import OpenVinoBackend
-    from livepose.fp16 import compare_backends
-    from livepose.metadata import read_onnx_metadata
+    from livepose.runtime.backends.openvino import OpenVinoBackend
+    from livepose.tensorrt.fp16 import compare_backends
+    from livepose.core.metadata import read_onnx_metadata
 
     meta = read_onnx_metadata(args.model)
     crops, note = calibration_crops(meta, args.coco, args.video, args.detector, args.video_frames, args.every)

@@ -1,6 +1,6 @@
 """`python -m livepose`: the same command line as the `livepose` console script."""
 import sys
 
-from .cli import main
+from livepose.cli import main
 
 sys.exit(main())

@@ -79,6 +79,10 @@ def overfit_r18_checkpoint(coco_subset, tmp_path_factory):
     pytest.importorskip("paddle", reason="training needs PaddlePaddle: pip install -e '.[train]'")
     from train.fit import overfit_checkpoint
 
-    path = tmp_path_factory.mktemp("overfit") / "r18-256x192-overfit.safetensors"
-    overfit_checkpoint(path, *coco_subset)
+    # a developer may keep the checkpoint between sessions (LIVEPOSE_TEST_CACHE=DIR); CI never does
+    cache = os.environ.get("LIVEPOSE_TEST_CACHE")
+    folder = Path(cache) if cache else tmp_path_factory.mktemp("overfit")
+    path = folder / "r18-256x192-overfit.safetensors"
+    if not path.is_file():
+        overfit_checkpoint(path, *coco_subset)
     return path

@@ -1,10 +1,10 @@
 """COCO person keypoints for training: the tutorial's COCOPose, with its bugs fixed.
 
 The pipeline per person: bbox sanitising (`clean_bbox`), box -> center/scale with the aspect fix and
-1.25 padding (`livepose.geometry.box_to_center_scale`, the code inference uses), the tutorial's
+1.25 padding (`livepose.core.geometry.box_to_center_scale`, the code inference uses), the tutorial's
 `_select_data` filter (it calls it unconditionally; HRNet only with SELECT_DATA), then at training
 time half-body (HRNet/mmpose), random scale, rotation and horizontal flip, the affine crop of
-`livepose.crops` (the inference warp) and Gaussian targets (`targets.generate_targets`).
+`livepose.core.crops` (the inference warp) and Gaussian targets (`targets.generate_targets`).
 
 Differences from the tutorial, on purpose:
 - Colour: crops are RGB normalised with the ImageNet RGB mean/std. The tutorial fed cv2's BGR pixels
@@ -23,9 +23,9 @@ import cv2
 import numpy as np
 import paddle
 
-from livepose.crops import crop_persons, normalize_crops
-from livepose.geometry import PIXEL_STD, box_to_center_scale, warp_points
-from livepose.skeleton import KEYPOINT_COLORS, KEYPOINT_NAMES, flip_permutation
+from livepose.core.crops import crop_persons, normalize_crops
+from livepose.core.geometry import PIXEL_STD, box_to_center_scale, warp_points
+from livepose.core.skeleton import KEYPOINT_COLORS, KEYPOINT_NAMES, flip_permutation
 
 from .targets import generate_targets
 

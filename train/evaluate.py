@@ -3,7 +3,7 @@
 Top-down, as SimpleBaselines/HRNet evaluate: person boxes (ground truth or a COCO detection file) ->
 crops -> heatmaps (optionally averaged with the flipped crop's) -> decode -> warp back -> rescoring ->
 OKS-NMS per image -> pycocotools COCOeval (iouType "keypoints"). Crops, decode and warp-back are the
-runtime's own functions (livepose.crops / decode / geometry), so the AP measured here is the AP of what
+runtime's own functions (livepose.core.crops / decode / geometry), so the AP measured here is the AP of what
 `livepose` runs.
 """
 import contextlib
@@ -16,13 +16,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from livepose.backends import BackendUnavailable, backend_class
-from livepose.crops import crop_persons, normalize_crops
+from livepose.runtime.backends import BackendUnavailable, backend_class
+from livepose.core.crops import crop_persons, normalize_crops
 from livepose.files import write_atomic
-from livepose.decode import REFINEMENTS, decode_heatmaps
-from livepose.geometry import PIXEL_STD, box_to_center_scale, heatmap_to_frame, warp_points
-from livepose.metadata import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, ModelMetadataError, read_onnx_metadata
-from livepose.skeleton import NUM_KEYPOINTS, OKS_SIGMAS, flip_permutation
+from livepose.core.decode import REFINEMENTS, decode_heatmaps
+from livepose.core.geometry import PIXEL_STD, box_to_center_scale, heatmap_to_frame, warp_points
+from livepose.core.metadata import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, ModelMetadataError, read_onnx_metadata
+from livepose.core.skeleton import NUM_KEYPOINTS, OKS_SIGMAS, flip_permutation
 
 from .checkpoint import CheckpointError
 from .dataset import DatasetError, load_coco_persons
@@ -44,7 +44,7 @@ class EvaluationError(ValueError):
 class Persons:
     """N person crops to evaluate, grouped by image.
 
-    image_ids (N,) int64; centers, scales (N, 2) (livepose.geometry.box_to_center_scale); box_scores (N,);
+    image_ids (N,) int64; centers, scales (N, 2) (livepose.core.geometry.box_to_center_scale); box_scores (N,);
     keypoints (N, K, 3) ground-truth x, y, labelled (0/1), or None for detector boxes.
     """
 

@@ -89,7 +89,7 @@ def export(config_name, out, checkpoint=None, opset=MIN_OPSET, seed=0):
     """Export `config_name` with the weights of `checkpoint` (random when None) to `out`; -> Parity."""
     import paddle
 
-    from livepose.metadata import METADATA_KEY, PoseModelMeta
+    from livepose.core.metadata import METADATA_KEY, PoseModelMeta
 
     if opset < MIN_OPSET:
         raise ValueError(f"--opset: expected {MIN_OPSET} or newer, got {opset}")
@@ -168,7 +168,7 @@ def check_parity(model, onnx_blob, config, seed=0):
     import onnxruntime
     import paddle
 
-    from livepose.decode import decode_heatmaps
+    from livepose.core.decode import decode_heatmaps
 
     rng = np.random.default_rng(seed)
     batch = rng.standard_normal((PARITY_BATCH, 3, *config.input_size), dtype=np.float32)
@@ -200,7 +200,7 @@ def _well_defined(heatmaps, margin):
     """(N, K, h, w) -> (N, K) bool: the peak beats the runner-up by more than `margin`, and each
     neighbour difference that sets the quarter-pixel refinement is 0 (border) or larger than `margin`,
     so values within tolerance cannot move the decoded keypoint."""
-    from livepose.decode import argmax_heatmaps
+    from livepose.core.decode import argmax_heatmaps
 
     n, k, h, w = heatmaps.shape
     flat = heatmaps.reshape(n, k, h * w)

@@ -444,7 +444,7 @@ def keypoint_errors(model, dataset, batch_size=16):
 
     The model runs in eval mode (BatchNorm running statistics, as at inference). Returns (M,) distances.
     """
-    from livepose.decode import decode_heatmaps
+    from livepose.core.decode import decode_heatmaps
 
     model.eval()
     errors = []

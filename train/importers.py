@@ -68,7 +68,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    from livepose.download import ChecksumError, DownloadError
+    from livepose.runtime.download import ChecksumError, DownloadError
 
     try:
         meta = import_weights(args.layout, args.source, args.config, args.out, sha256=args.sha256,
@@ -83,7 +83,7 @@ def run(args):
 
 def import_weights(layout, source, config_name, out, sha256=None, download_dir=None):
     """Convert `source` (file, folder or URL) in `layout` to a checkpoint at `out`; -> CheckpointMeta."""
-    from livepose.download import fetch, verify_file
+    from livepose.runtime.download import fetch, verify_file
 
     if layout not in LAYOUTS:
         raise ImportWeightsError(f"layout: expected one of {LAYOUTS}, got {layout!r}")

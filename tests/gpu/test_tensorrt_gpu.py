@@ -17,12 +17,12 @@ pytestmark = pytest.mark.gpu
 pytest.importorskip("tensorrt", reason='TensorRT is not installed: pip install "livepose[gpu]"')
 pytest.importorskip("pycuda.driver", reason='pycuda is not installed: pip install "livepose[gpu]" (needs the CUDA toolkit)')
 
-from livepose import engine as build  # noqa: E402
-from livepose.backends import BackendUnavailable, open_backend  # noqa: E402
-from livepose.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
-from livepose.backends.tensorrt import TensorRTBackend, device_info  # noqa: E402
-from livepose.engine_meta import EngineMetaError, read_sidecar, sidecar_path  # noqa: E402
-from livepose.fp16 import HEATMAP_REL_ERROR_LIMIT, heatmap_errors  # noqa: E402
+from livepose.tensorrt import build  # noqa: E402
+from livepose.runtime.backends import BackendUnavailable, open_backend  # noqa: E402
+from livepose.runtime.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
+from livepose.tensorrt.backend import TensorRTBackend, device_info  # noqa: E402
+from livepose.tensorrt.sidecar import EngineMetaError, read_sidecar, sidecar_path  # noqa: E402
+from livepose.tensorrt.fp16 import HEATMAP_REL_ERROR_LIMIT, heatmap_errors  # noqa: E402
 from tests.conftest import REPO, shared_path  # noqa: E402
 
 

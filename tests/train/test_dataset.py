@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("paddle", reason="training needs PaddlePaddle: pip install -e '.[train]'")
 pytest.importorskip("pycocotools")
 
-from livepose.skeleton import FLIP_PAIRS, KEYPOINT_NAMES  # noqa: E402
+from livepose.core.skeleton import FLIP_PAIRS, KEYPOINT_NAMES  # noqa: E402
 from train import fit  # noqa: E402
 from train.dataset import (  # noqa: E402
     IMAGENET_MEAN, IMAGENET_STD, Augmentation, COCOPose, DatasetError, EpochBatchSampler, coco_paths,

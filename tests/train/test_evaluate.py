@@ -10,9 +10,9 @@ import pytest
 pytest.importorskip("pycocotools", reason="COCO AP needs pycocotools: pip install -e '.[train]'")
 pytest.importorskip("paddle", reason="train.evaluate needs PaddlePaddle: pip install -e '.[train]'")
 
-from livepose.decode import decode_heatmaps  # noqa: E402
-from livepose.geometry import box_to_center_scale, get_affine_transforms, warp_points  # noqa: E402
-from livepose.skeleton import NUM_KEYPOINTS, OKS_SIGMAS, flip_permutation  # noqa: E402
+from livepose.core.decode import decode_heatmaps  # noqa: E402
+from livepose.core.geometry import box_to_center_scale, get_affine_transforms, warp_points  # noqa: E402
+from livepose.core.skeleton import NUM_KEYPOINTS, OKS_SIGMAS, flip_permutation  # noqa: E402
 from train import evaluate  # noqa: E402
 from train.dataset import clean_bbox  # noqa: E402
 from train.model import get_config  # noqa: E402

@@ -8,8 +8,8 @@ import pytest
 paddle = pytest.importorskip("paddle", reason="export needs PaddlePaddle: pip install -e '.[train]'")
 onnxruntime = pytest.importorskip("onnxruntime")
 
-from livepose.decode import decode_heatmaps  # noqa: E402
-from livepose.metadata import read_onnx_metadata  # noqa: E402
+from livepose.core.decode import decode_heatmaps  # noqa: E402
+from livepose.core.metadata import read_onnx_metadata  # noqa: E402
 from train import export  # noqa: E402
 from train.checkpoint import CheckpointMeta, load_checkpoint, load_model_state, model_state, save_checkpoint  # noqa: E402
 from livepose.files import sha256_of  # noqa: E402

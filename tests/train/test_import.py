@@ -21,7 +21,7 @@ torch = pytest.importorskip("torch", reason="the parity reference is built in Py
 nn = torch.nn
 
 from conftest import REPO  # noqa: E402
-from livepose.download import ChecksumError  # noqa: E402
+from livepose.runtime.download import ChecksumError  # noqa: E402
 from train import importers  # noqa: E402
 from train.checkpoint import CheckpointError, load_checkpoint, load_model_state  # noqa: E402
 from train.model import build_model, get_config  # noqa: E402
@@ -200,7 +200,7 @@ def test_cli_import_then_export_matches_the_reference(tmp_path):
     result = subprocess.run(cmd + ["export", "--config", "r18-256x192", "--checkpoint", str(ckpt), "--out", str(onnx_path)],
                             cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    from livepose.metadata import read_onnx_metadata
+    from livepose.core.metadata import read_onnx_metadata
 
     meta = read_onnx_metadata(onnx_path)
     assert meta.color_order == "RGB" and meta.trained and meta.weights_source == "mmpose: res18.pth"

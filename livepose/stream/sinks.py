@@ -1,0 +1,144 @@
+"""Where results go: poses as JSON Lines (one line per frame), COCO keypoint results, annotated images.
+
+Nothing a user produced may be left corrupt by an interruption: the JSONL file is flushed after
+every line (a kill leaves every line but possibly the one being written intact), and whole files
+(COCO results, images) are written to a temporary name and moved into place.
+"""
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from livepose.files import write_atomic
+from livepose.stream.sources import MediaError, check_writable
+
+# SimpleBaselines' rescoring: a person's score is the box score times the mean of the keypoint
+# scores above this (its `in_vis_thre`), so confident skeletons outrank confident boxes
+RESCORE_KEYPOINT_THRESHOLD = 0.2
+
+
+def frame_record(index, timestamp, poses):
+    """The JSONL record of one frame: {frame, timestamp, persons: [{box, box_score, keypoints}]}."""
+    return {"frame": int(index), "timestamp": round(float(timestamp), 4), "persons": poses.to_dicts()}
+
+
+class JsonlWriter:
+    """Context manager appending one JSON object per frame to `path` (replaced if it exists).
+
+    Each line is flushed to the OS as it is written, so after Ctrl-C or a kill the file holds
+    valid JSON lines for every frame written so far.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        check_writable(self.path, "JSON output")
+        self._handle = open(self.path, "w", encoding="utf-8")
+        self.lines_written = 0
+
+    def write(self, index, timestamp, poses):
+        """Write the record of frame `index` (seconds `timestamp`) with its Poses."""
+        line = json.dumps(frame_record(index, timestamp, poses), separators=(",", ":"))
+        self._handle.write(line + "\n")
+        self._handle.flush()
+        self.lines_written += 1
+
+    def close(self):
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def coco_image_id(path, position):
+    """COCO image id of a file: its numeric stem for COCO-named files (000000000139.jpg -> 139),
+    else its 1-based position in the input list."""
+    stem = Path(path).stem
+    return int(stem) if stem.isdigit() else position + 1
+
+
+def coco_results(image_id, poses, file_name=None):
+    """COCO keypoint results of one image: one dict per person.
+
+    keypoints: 3K numbers x, y, score (COCOeval ignores the third); score: box score times the
+    mean keypoint score above RESCORE_KEYPOINT_THRESHOLD (0 when none is).
+    """
+    results = []
+    for keypoints, scores, box, box_score in zip(poses.keypoints, poses.scores, poses.boxes, poses.box_scores):
+        confident = scores[scores > RESCORE_KEYPOINT_THRESHOLD]
+        score = float(box_score) * (float(confident.mean()) if len(confident) else 0.0)
+        x1, y1, x2, y2 = (float(v) for v in box)
+        record = {
+            "image_id": int(image_id),
+            "category_id": 1,
+            "keypoints": [round(float(v), 2) for v in np.concatenate([keypoints, scores[:, None]], axis=1).ravel()],
+            "score": round(score, 5),
+            "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+        }
+        if file_name is not None:
+            record["file_name"] = str(file_name)
+        results.append(record)
+    return results
+
+
+class CocoResultsWriter:
+    """Collects COCO keypoint results per image and writes them as one JSON list on close()."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        check_writable(self.path, "COCO results")
+        self.results = []
+
+    def add(self, image_id, poses, file_name=None):
+        self.results.extend(coco_results(image_id, poses, file_name))
+
+    def close(self):
+        write_atomic(self.path, json.dumps(self.results).encode("utf-8"))
+
+
+class AnnotatedImageWriter:
+    """Writes annotated copies of input images into `folder` under their own file names.
+
+    The folder is created if its parent exists. Refuses up front to overwrite an input image, or to
+    write two inputs of the same name into it.
+    """
+
+    def __init__(self, folder, input_paths):
+        self.folder = Path(folder)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise MediaError(f"output folder {self.folder}: exists and is not a folder")
+        if not self.folder.exists():
+            if not self.folder.parent.is_dir():
+                raise MediaError(f"output folder {self.folder}: its parent {self.folder.parent} does not exist")
+            try:
+                self.folder.mkdir()
+            except OSError as error:
+                raise MediaError(f"output folder {self.folder}: cannot be created ({error.strerror})") from None
+        if not os.access(self.folder, os.W_OK | os.X_OK):
+            raise MediaError(f"output folder {self.folder}: not writable")
+        seen = {}
+        for path in input_paths:
+            target = self.target(path)
+            if target.exists() and target.resolve() == Path(path).resolve():
+                raise MediaError(f"output folder {self.folder}: would overwrite the input image {path}; choose another --out")
+            if target.name in seen:
+                raise MediaError(f"images {seen[target.name]} and {path}: same file name, one would overwrite the other in {self.folder}")
+            seen[target.name] = path
+
+    def target(self, input_path):
+        return self.folder / Path(input_path).name
+
+    def write(self, input_path, image):
+        """Encode `image` (H, W, 3) uint8 BGR in the input's format and write it; returns the path."""
+        target = self.target(input_path)
+        ok, encoded = cv2.imencode(target.suffix, image)
+        if not ok:
+            raise MediaError(f"annotated image {target}: OpenCV cannot encode {target.suffix}")
+        write_atomic(target, encoded.tobytes())
+        return target

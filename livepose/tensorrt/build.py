@@ -1,0 +1,413 @@
+"""`livepose build-engine`: ONNX -> TensorRT engine + NAME.engine.json, checked against ONNX Runtime FP32.
+
+The pose model gets one optimization profile over its dynamic batch (1, 8, --max-batch); the
+detector keeps its fixed input size. FP16 comes from TensorRT 10's builder flag where the installed
+TensorRT has it, else (TensorRT 11) from an FP16 conversion of the ONNX built strongly typed.
+After a build the engine and ONNX Runtime FP32 run on the same real person crops; a pose engine
+whose keypoints disagree (mean OKS below 0.99) is not written unless --force. Engines, sidecars
+and the timing cache are written atomically: a failed build never replaces a working engine.
+
+The TensorRT step is a function in a Toolchain so that everything around it runs, and is
+tested, without a GPU.
+"""
+import logging
+import os
+import shlex
+import sys
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from livepose.core.crops import crop_persons, normalize_crops
+from livepose.tensorrt.sidecar import (
+    BatchProfile,
+    EngineBuildError,
+    EngineMeta,
+    EngineMetaError,
+    TensorSpec,
+    write_sidecar,
+)
+from livepose.files import sha256_of
+from livepose.tensorrt.fp16 import compare_backends, compare_detector_backends, convert_to_fp16
+from livepose.core.geometry import box_to_center_scale
+from livepose.core.metadata import ModelMetadataError, read_onnx_metadata, read_onnx_metadata_props
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BATCH = 32       # crops per pose call: a crowded frame in one batch
+DEFAULT_WORKSPACE_GIB = 4.0  # builder scratch memory; enough for ResNet-152 tactics on 8 GB cards
+CALIBRATION_CROPS = 32       # real crops the accuracy check runs: one full batch, a few seconds on CPU ORT
+CALIBRATION_FRAMES = 16      # frames taken from --calib-video, evenly spaced
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+_GIB = 1 << 30
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """What the TensorRT step builds: one ONNX file, how, and where its timing cache lives."""
+
+    label: str                   # for messages, e.g. "pose engine r18-256x192"
+    onnx_path: Path              # the ONNX TensorRT parses (the FP16 conversion on TensorRT 11)
+    input_name: str
+    sample_shape: tuple          # (C, H, W) of one input sample
+    profile: BatchProfile | None  # None: the input batch is fixed
+    fp16_builder_flag: bool      # TensorRT 10 FP16
+    strongly_typed: bool         # TensorRT 11 FP16: precision comes from the converted graph
+    workspace_bytes: int
+    timing_cache: Path
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """What a build needs from TensorRT and the GPU; tests pass a fake one where both are absent."""
+
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+    has_fp16_builder_flag: bool
+    build_plan: Callable          # BuildSpec -> serialized engine bytes; raises EngineBuildError
+    open_engine: Callable         # (engine path, EngineMeta) -> Backend
+
+
+def tensorrt_toolchain(device=0):
+    """The real Toolchain; ImportError (what to install) or BackendUnavailable (no GPU) when it cannot be."""
+    from livepose.tensorrt import backend as trt_backend
+
+    version, gpu_name, capability = trt_backend.device_info(device)
+    return Toolchain(
+        tensorrt_version=version,
+        gpu_name=gpu_name,
+        compute_capability=capability,
+        has_fp16_builder_flag=trt_backend.has_fp16_builder_flag(),
+        build_plan=trt_backend.build_plan,
+        open_engine=lambda path, meta: trt_backend.TensorRTBackend(path, meta=meta, device=device),
+    )
+
+
+@dataclass(frozen=True)
+class EngineJob:
+    """One engine to build."""
+
+    kind: str                  # "pose" or "detector"
+    onnx_path: Path
+    engine_path: Path
+    fp16: bool
+    max_batch: int
+    workspace_gib: float
+    build_command: str         # the command that rebuilds this engine, written into its sidecar
+    force: bool = False        # keep an engine that fails the accuracy check
+
+
+def onnx_io(path):
+    """(input TensorSpec, output TensorSpec) of a one-input, one-output ONNX model; -1 for symbolic dims."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    if len(inputs) != 1 or len(graph.output) != 1:
+        raise ValueError(
+            f"model {path}: expected one input and one output, got {[i.name for i in inputs]} -> "
+            f"{[o.name for o in graph.output]}"
+        )
+
+    def spec(value):
+        dims = value.type.tensor_type.shape.dim
+        return TensorSpec(value.name, tuple(d.dim_value if d.HasField("dim_value") else -1 for d in dims))
+
+    return spec(inputs[0]), spec(graph.output[0])
+
+
+def plan_profile(kind, input_spec, max_batch, source):
+    """The optimization profile for a model's input, or None for a fixed one.
+
+    A pose model must have a dynamic batch and a fixed (C, H, W); a detector a fixed (C, H, W),
+    and a dynamic batch there gets the profile 1..1 (one frame per call).
+    """
+    if any(d == -1 for d in input_spec.shape[1:]):
+        raise ValueError(
+            f"model {source}: input {input_spec.name!r} has shape {input_spec.shape}; expected a fixed "
+            "channels, height and width (export the model at a fixed input size)"
+        )
+    dynamic = input_spec.shape[0] == -1
+    if kind == "pose":
+        if not dynamic:
+            raise ValueError(
+                f"model {source}: input {input_spec.name!r} has a fixed batch of {input_spec.shape[0]}; "
+                "a pose model needs a dynamic batch (export it with `livepose-train export`)"
+            )
+        return BatchProfile.for_max_batch(max_batch)
+    return BatchProfile.for_max_batch(1) if dynamic else None
+
+
+def build_engine(job, toolchain, check_inputs=None):
+    """Build, check and write one engine and its sidecar; returns the EngineMeta written.
+
+    check_inputs: (N, 3, H, W) real inputs for the model (person crops normalised for the pose
+    model; preprocessed frames for the detector), or None (no check: the sidecar records
+    accuracy_checked false). Raises EngineBuildError on a failed build or check; the engine at
+    job.engine_path is then left as it was.
+    """
+    source = Path(job.onnx_path)
+    input_spec, output_spec = onnx_io(source)
+    profile = plan_profile(job.kind, input_spec, job.max_batch, source)
+    props = read_onnx_metadata_props(source)
+    model_meta = read_onnx_metadata(source) if job.kind == "pose" else None
+    if job.fp16:
+        fp16_mode = "builder-flag" if toolchain.has_fp16_builder_flag else "strongly-typed-onnx"
+    else:
+        fp16_mode = None
+    engine_path = Path(job.engine_path)
+    engine_path.parent.mkdir(parents=True, exist_ok=True)
+    label = f"{job.kind} engine {engine_path.name}"
+    with tempfile.TemporaryDirectory(prefix=".build-", dir=engine_path.parent) as work:
+        build_source = source
+        if fp16_mode == "strongly-typed-onnx":
+            log.info("%s: converting %s to FP16 for a strongly typed build", label, source.name)
+            build_source = convert_to_fp16(source, Path(work) / f"{source.stem}.fp16.onnx")
+        spec = BuildSpec(
+            label=label,
+            onnx_path=build_source,
+            input_name=input_spec.name,
+            sample_shape=input_spec.shape[1:],
+            profile=profile,
+            fp16_builder_flag=fp16_mode == "builder-flag",
+            strongly_typed=fp16_mode == "strongly-typed-onnx",
+            workspace_bytes=int(job.workspace_gib * _GIB),
+            timing_cache=engine_path.parent / f"timing-tensorrt-{toolchain.tensorrt_version}.cache",
+        )
+        log.info("%s: building from %s with TensorRT %s on %s (this takes minutes)", label, source.name,
+                 toolchain.tensorrt_version, toolchain.gpu_name)
+        plan = toolchain.build_plan(spec)
+        candidate = Path(work) / engine_path.name
+        candidate.write_bytes(plan)
+        meta = EngineMeta(
+            kind=job.kind,
+            engine_sha256=sha256_of(candidate),
+            source_onnx=str(source),
+            source_onnx_sha256=sha256_of(source),
+            tensorrt_version=toolchain.tensorrt_version,
+            gpu_name=toolchain.gpu_name,
+            compute_capability=toolchain.compute_capability,
+            precision="f16" if job.fp16 else "f32",
+            fp16_mode=fp16_mode,
+            profile=profile,
+            input=input_spec,
+            output=output_spec,
+            onnx_metadata_props=props,
+            accuracy_checked=False,
+            build_command=job.build_command,
+        )
+        meta = _check_accuracy(job, toolchain, meta, candidate, model_meta, check_inputs, label)
+        # engine first, then its sidecar: the sidecar's engine_sha256 exposes an interruption in between
+        os.replace(candidate, engine_path)
+    write_sidecar(meta, engine_path)
+    log.info("%s: wrote %s (%s, %s)", label, engine_path, meta.precision, _profile_text(meta))
+    return meta
+
+
+def _check_accuracy(job, toolchain, meta, candidate, model_meta, inputs, label):
+    """Compare the candidate engine with ONNX Runtime FP32 on real inputs; the meta with the figures.
+
+    accuracy_checked becomes true when the check passed and means something: keypoints of a
+    trained pose model, or a detector's raw output.
+    """
+    if inputs is None:
+        log.warning(
+            "%s: no --calib-images or --calib-video given, so the engine is not compared with ONNX Runtime "
+            "FP32; its description records accuracy_checked: false", label
+        )
+        return meta
+    from livepose.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    with OnnxRuntimeBackend(job.onnx_path) as reference, toolchain.open_engine(candidate, meta) as engine:
+        if job.kind == "pose":
+            agreement = compare_backends(reference, engine, inputs, model_meta)
+        else:
+            agreement = compare_detector_backends(reference, engine, inputs)
+    print(f"{label} vs ONNX Runtime FP32, {agreement.summary()}", file=sys.stderr)
+    if not agreement.passed and not job.force:
+        raise EngineBuildError(
+            f"{label} disagrees with ONNX Runtime FP32 ({agreement.summary()}); the engine was not written. "
+            "Build without --fp16, or pass --force to keep it anyway"
+        )
+    return replace(
+        meta,
+        accuracy_checked=agreement.passed and (agreement.compares_keypoints or job.kind == "detector"),
+        accuracy={**agreement.to_dict(), "forced": not agreement.passed},
+    )
+
+
+def _profile_text(meta):
+    profile = meta.profile
+    return f"batch {profile.min}/{profile.opt}/{profile.max}" if profile else f"fixed batch {meta.input.shape[0]}"
+
+
+# --- calibration crops --------------------------------------------------------------------------
+
+
+def read_calibration_frames(images_dir=None, video=None):
+    """BGR frames (H, W, 3) uint8 from an image folder, or CALIBRATION_FRAMES evenly spaced video frames."""
+    if images_dir is not None:
+        folder = Path(images_dir)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"--calib-images {folder}: not a folder")
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        frames = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths]
+        frames = [f for f in frames if f is not None]
+        if not frames:
+            raise ValueError(f"--calib-images {folder}: expected images ({', '.join(IMAGE_SUFFIXES)}), found none readable")
+        return frames[:CALIBRATION_CROPS]
+    capture = cv2.VideoCapture(str(video))
+    try:
+        if not Path(video).is_file() or not capture.isOpened():
+            raise ValueError(f"--calib-video {video}: not a readable video file")
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        frames = []
+        for index in np.linspace(0, max(count - 1, 0), CALIBRATION_FRAMES).astype(int):
+            capture.set(cv2.CAP_PROP_POS_FRAMES, int(index))
+            ok, frame = capture.read()
+            if ok:
+                frames.append(frame)
+        if not frames:
+            raise ValueError(f"--calib-video {video}: no frame could be decoded")
+        return frames
+    finally:
+        capture.release()
+
+
+def calibration_crops(frames, model_meta, boxes_per_frame=None):
+    """(N, 3, H, W) float32 network inputs: person crops from BGR frames, as the estimator makes them.
+
+    boxes_per_frame: per frame an (M, 4) x1, y1, x2, y2 array of person boxes; None, or an empty
+    array for a frame, takes the whole frame as the box. At most CALIBRATION_CROPS crops.
+    """
+    input_size = model_meta.input_size
+    batches = []
+    for i, frame in enumerate(frames):
+        boxes = None if boxes_per_frame is None else np.asarray(boxes_per_frame[i], np.float64).reshape(-1, 4)
+        if boxes is None or len(boxes) == 0:
+            boxes = np.array([[0, 0, frame.shape[1], frame.shape[0]]], np.float64)
+        xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+        centers, scales = box_to_center_scale(xywh, input_size)
+        crops, _ = crop_persons(frame, centers, scales, input_size)
+        batches.append(crops)
+    crops = np.concatenate(batches)[:CALIBRATION_CROPS]
+    if model_meta.normalization_in_graph:  # the graph takes 0-255 pixels
+        mean, std = (0.0, 0.0, 0.0), (1 / 255.0,) * 3
+    else:
+        mean, std = model_meta.mean, model_meta.std
+    return normalize_crops(crops, mean, std, swap_channels=model_meta.color_order == "RGB")
+
+
+def detector_check_inputs(frames, detector):
+    """(N, 3, H, W) detector inputs: the frames preprocessed as PersonDetector does it."""
+    return np.concatenate([detector.preprocess(frame)[0] for frame in frames])
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def add_arguments(parser):
+    parser.add_argument("--pose", type=Path, metavar="M.onnx", help="pose model to compile (dynamic batch)")
+    parser.add_argument("--detector", type=Path, metavar="D.onnx", help="person detector to compile (fixed size)")
+    parser.add_argument("--fp16", action="store_true", help="build FP16 engines (checked against FP32)")
+    parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH,
+                        help=f"largest pose batch one call takes (default {DEFAULT_MAX_BATCH})")
+    parser.add_argument("--workspace", type=float, default=DEFAULT_WORKSPACE_GIB, metavar="GiB",
+                        help=f"TensorRT builder workspace in GiB (default {DEFAULT_WORKSPACE_GIB:g})")
+    parser.add_argument("--out", type=Path, default=Path("engines"), help="folder for engines (default engines/)")
+    calibration = parser.add_mutually_exclusive_group()
+    calibration.add_argument("--calib-images", type=Path, metavar="DIR",
+                             help="photos of people for the accuracy check against ONNX Runtime FP32")
+    calibration.add_argument("--calib-video", type=Path, metavar="F", help="a video of people for the same check")
+    parser.add_argument("--force", action="store_true", help="keep an engine that fails the accuracy check")
+
+
+def run(args, toolchain=None):
+    """Build the engines asked for; 0 on success, 1 on a failed build or missing GPU stack, 2 on bad arguments."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        jobs = _jobs(args)
+    except (ValueError, FileNotFoundError, ModelMetadataError) as error:
+        print(f"livepose build-engine: {error}", file=sys.stderr)
+        return 2
+    if toolchain is None:
+        from livepose.runtime.backends import BackendUnavailable
+
+        try:
+            toolchain = tensorrt_toolchain()
+        except (ImportError, BackendUnavailable) as error:
+            print(f"livepose build-engine: {error}", file=sys.stderr)
+            return 1
+    try:
+        inputs = _check_inputs(args, jobs)
+        for job in jobs:
+            build_engine(job, toolchain, inputs.get(job.kind))
+    except (EngineBuildError, EngineMetaError, ValueError, FileNotFoundError) as error:
+        print(f"livepose build-engine: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _check_inputs(args, jobs):
+    """kind -> real inputs for the accuracy check, from --calib-images / --calib-video ({} without)."""
+    if args.calib_images is None and args.calib_video is None:
+        return {}
+    frames = read_calibration_frames(args.calib_images, args.calib_video)
+    inputs, boxes = {}, None
+    if args.detector is not None:
+        from livepose.runtime.detector import PersonDetector
+
+        # the FP32 reference finds the people; a stale engine beside the ONNX must not
+        detector = PersonDetector(args.detector, backend="onnxruntime")
+        try:
+            inputs["detector"] = detector_check_inputs(frames, detector)
+            boxes = [detector(frame).boxes for frame in frames]
+        finally:
+            detector.close()
+    pose = next((job for job in jobs if job.kind == "pose"), None)
+    if pose is not None:
+        if boxes is None:
+            log.warning("no --detector given: the accuracy check crops whole frames instead of detected people")
+        inputs["pose"] = calibration_crops(frames, read_onnx_metadata(pose.onnx_path), boxes)
+    return inputs
+
+
+def _jobs(args):
+    """EngineJobs from parsed arguments, checking what can be checked before TensorRT is touched."""
+    if args.pose is None and args.detector is None:
+        raise ValueError("nothing to build: give --pose M.onnx and/or --detector D.onnx")
+    if args.max_batch < 1:
+        raise ValueError(f"--max-batch: expected a positive integer, got {args.max_batch}")
+    if not args.workspace > 0:
+        raise ValueError(f"--workspace: expected a positive number of GiB, got {args.workspace}")
+    jobs = []
+    for kind, path in (("pose", args.pose), ("detector", args.detector)):
+        if path is None:
+            continue
+        if not path.is_file():
+            raise FileNotFoundError(f"--{kind} {path}: no such file")
+        if kind == "pose":
+            read_onnx_metadata(path)  # a pose model without livepose metadata is refused here, with the fix
+        command = ["livepose", "build-engine", f"--{kind}", str(path), "--out", str(args.out)]
+        if args.fp16:
+            command.append("--fp16")
+        if kind == "pose":
+            command += ["--max-batch", str(args.max_batch)]
+        jobs.append(EngineJob(
+            kind=kind,
+            onnx_path=path,
+            engine_path=args.out / f"{path.stem}.engine",
+            fp16=args.fp16,
+            max_batch=args.max_batch,
+            workspace_gib=args.workspace,
+            build_command=shlex.join(command),
+            force=args.force,
+        ))
+    return jobs
