@@ -51,7 +51,7 @@ def main(argv=None):
 
     from livepose.runtime.backends.onnxruntime import OnnxRuntimeBackend
     from livepose.runtime.backends.openvino import OpenVinoBackend, cpu_supports
-    from livepose.tensorrt.fp16 import compare_backends
+    from livepose.core.agreement import compare_backends
     from livepose.core.metadata import read_onnx_metadata
 
     with tempfile.TemporaryDirectory(prefix="livepose-accuracy-") as scratch:

@@ -38,7 +38,7 @@ def run(estimator, video, frames, every):
 
 def agreement(reference, test):
     """(OKS of each matched reference person, number of reference persons) for one frame."""
-    from livepose.tensorrt.fp16 import keypoint_oks
+    from livepose.core.agreement import keypoint_oks
 
     if len(reference) == 0:
         return [], 0

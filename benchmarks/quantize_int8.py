@@ -130,7 +130,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from livepose.runtime.backends.openvino import OpenVinoBackend
-    from livepose.tensorrt.fp16 import compare_backends
+    from livepose.core.agreement import compare_backends
     from livepose.core.metadata import read_onnx_metadata
 
     meta = read_onnx_metadata(args.model)

@@ -32,7 +32,8 @@ from livepose.tensorrt.sidecar import (
     write_sidecar,
 )
 from livepose.files import sha256_of
-from livepose.tensorrt.fp16 import compare_backends, compare_detector_backends, convert_to_fp16
+from livepose.core.agreement import compare_backends, compare_detector_backends
+from livepose.tensorrt.fp16 import convert_to_fp16
 from livepose.core.geometry import box_to_center_scale
 from livepose.core.metadata import ModelMetadataError, read_onnx_metadata, read_onnx_metadata_props
 

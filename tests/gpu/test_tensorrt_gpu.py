@@ -22,7 +22,7 @@ from livepose.runtime.backends import BackendUnavailable, open_backend  # noqa: 
 from livepose.runtime.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from livepose.tensorrt.backend import TensorRTBackend, device_info  # noqa: E402
 from livepose.tensorrt.sidecar import EngineMetaError, read_sidecar, sidecar_path  # noqa: E402
-from livepose.tensorrt.fp16 import HEATMAP_REL_ERROR_LIMIT, heatmap_errors  # noqa: E402
+from livepose.core.agreement import HEATMAP_REL_ERROR_LIMIT, heatmap_errors  # noqa: E402
 from tests.conftest import REPO, shared_path  # noqa: E402
 
 
