@@ -1,18 +1,18 @@
-"""`livepose build-engine`: ONNX -> TensorRT engine + NAME.engine.json, checked against ONNX Runtime FP32.
+"""Building a TensorRT engine + NAME.engine.json from ONNX, checked against ONNX Runtime FP32.
 
-The pose model gets one optimization profile over its dynamic batch (1, 8, --max-batch); the
-detector keeps its fixed input size. FP16 comes from TensorRT 10's builder flag where the installed
-TensorRT has it, else (TensorRT 11) from an FP16 conversion of the ONNX built strongly typed.
-After a build the engine and ONNX Runtime FP32 run on the same real person crops; a pose engine
-whose keypoints disagree (mean OKS below 0.99) is not written unless --force. Engines, sidecars
-and the timing cache are written atomically: a failed build never replaces a working engine.
+The library behind `livepose build-engine` (livepose.cli.build_engine). The pose model gets one
+optimization profile over its dynamic batch (1, 8, max batch); the detector keeps its fixed input
+size. FP16 comes from TensorRT 10's builder flag where the installed TensorRT has it, else
+(TensorRT 11) from an FP16 conversion of the ONNX built strongly typed. After a build the engine
+and ONNX Runtime FP32 run on the same real person crops; a pose engine whose keypoints disagree
+(mean OKS below 0.99) is not written unless forced. Engines, sidecars and the timing cache are
+written atomically: a failed build never replaces a working engine.
 
 The TensorRT step is a function in a Toolchain so that everything around it runs, and is
 tested, without a GPU.
 """
 import logging
 import os
-import shlex
 import sys
 import tempfile
 from dataclasses import dataclass, replace
@@ -22,28 +22,19 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from livepose.core.crops import crop_persons, normalize_crops
-from livepose.tensorrt.sidecar import (
-    BatchProfile,
-    EngineBuildError,
-    EngineMeta,
-    EngineMetaError,
-    TensorSpec,
-    write_sidecar,
-)
-from livepose.files import sha256_of
 from livepose.core.agreement import compare_backends, compare_detector_backends
-from livepose.tensorrt.fp16 import convert_to_fp16
+from livepose.core.crops import crop_persons, model_input
 from livepose.core.geometry import box_to_center_scale
-from livepose.core.metadata import ModelMetadataError, read_onnx_metadata, read_onnx_metadata_props
+from livepose.core.metadata import read_onnx_metadata, read_onnx_metadata_props
+from livepose.files import sha256_of
+from livepose.stream.sources import IMAGE_EXTENSIONS, MediaError, list_images, read_image
+from livepose.tensorrt.fp16 import convert_to_fp16
+from livepose.tensorrt.sidecar import BatchProfile, EngineBuildError, EngineMeta, TensorSpec, write_sidecar
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_BATCH = 32       # crops per pose call: a crowded frame in one batch
-DEFAULT_WORKSPACE_GIB = 4.0  # builder scratch memory; enough for ResNet-152 tactics on 8 GB cards
 CALIBRATION_CROPS = 32       # real crops the accuracy check runs: one full batch, a few seconds on CPU ORT
 CALIBRATION_FRAMES = 16      # frames taken from --calib-video, evenly spaced
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 _GIB = 1 << 30
 
 
@@ -153,26 +144,18 @@ def build_engine(job, toolchain, check_inputs=None):
     accuracy_checked false). Raises EngineBuildError on a failed build or check; the engine at
     job.engine_path is then left as it was.
     """
-    source = Path(job.onnx_path)
+    source, engine_path = Path(job.onnx_path), Path(job.engine_path)
     input_spec, output_spec = onnx_io(source)
     profile = plan_profile(job.kind, input_spec, job.max_batch, source)
-    props = read_onnx_metadata_props(source)
+    # read before the minutes of building: a pose model without usable metadata fails now
     model_meta = read_onnx_metadata(source) if job.kind == "pose" else None
-    if job.fp16:
-        fp16_mode = "builder-flag" if toolchain.has_fp16_builder_flag else "strongly-typed-onnx"
-    else:
-        fp16_mode = None
-    engine_path = Path(job.engine_path)
-    engine_path.parent.mkdir(parents=True, exist_ok=True)
+    fp16_mode = _fp16_mode(job, toolchain)
     label = f"{job.kind} engine {engine_path.name}"
+    engine_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".build-", dir=engine_path.parent) as work:
-        build_source = source
-        if fp16_mode == "strongly-typed-onnx":
-            log.info("%s: converting %s to FP16 for a strongly typed build", label, source.name)
-            build_source = convert_to_fp16(source, Path(work) / f"{source.stem}.fp16.onnx")
         spec = BuildSpec(
             label=label,
-            onnx_path=build_source,
+            onnx_path=_onnx_to_build(source, fp16_mode, Path(work), label),
             input_name=input_spec.name,
             sample_shape=input_spec.shape[1:],
             profile=profile,
@@ -181,34 +164,59 @@ def build_engine(job, toolchain, check_inputs=None):
             workspace_bytes=int(job.workspace_gib * _GIB),
             timing_cache=engine_path.parent / f"timing-tensorrt-{toolchain.tensorrt_version}.cache",
         )
-        log.info("%s: building from %s with TensorRT %s on %s (this takes minutes)", label, source.name,
-                 toolchain.tensorrt_version, toolchain.gpu_name)
-        plan = toolchain.build_plan(spec)
-        candidate = Path(work) / engine_path.name
-        candidate.write_bytes(plan)
-        meta = EngineMeta(
-            kind=job.kind,
-            engine_sha256=sha256_of(candidate),
-            source_onnx=str(source),
-            source_onnx_sha256=sha256_of(source),
-            tensorrt_version=toolchain.tensorrt_version,
-            gpu_name=toolchain.gpu_name,
-            compute_capability=toolchain.compute_capability,
-            precision="f16" if job.fp16 else "f32",
-            fp16_mode=fp16_mode,
-            profile=profile,
-            input=input_spec,
-            output=output_spec,
-            onnx_metadata_props=props,
-            accuracy_checked=False,
-            build_command=job.build_command,
-        )
+        candidate = _build_candidate(spec, toolchain, source, Path(work) / engine_path.name)
+        meta = _engine_meta(job, toolchain, candidate, fp16_mode, profile, input_spec, output_spec)
         meta = _check_accuracy(job, toolchain, meta, candidate, model_meta, check_inputs, label)
         # engine first, then its sidecar: the sidecar's engine_sha256 exposes an interruption in between
         os.replace(candidate, engine_path)
     write_sidecar(meta, engine_path)
     log.info("%s: wrote %s (%s, %s)", label, engine_path, meta.precision, _profile_text(meta))
     return meta
+
+
+def _fp16_mode(job, toolchain):
+    """One of sidecar.FP16_MODES for an FP16 job (the builder flag where this TensorRT has it), else None."""
+    if not job.fp16:
+        return None
+    return "builder-flag" if toolchain.has_fp16_builder_flag else "strongly-typed-onnx"
+
+
+def _onnx_to_build(source, fp16_mode, work, label):
+    """The ONNX TensorRT parses: the source, or its FP16 conversion in `work` for a strongly typed build."""
+    if fp16_mode != "strongly-typed-onnx":
+        return source
+    log.info("%s: converting %s to FP16 for a strongly typed build", label, source.name)
+    return convert_to_fp16(source, work / f"{source.stem}.fp16.onnx")
+
+
+def _build_candidate(spec, toolchain, source, candidate):
+    """Run the TensorRT build and write its plan to `candidate` (in the scratch folder); returns that path."""
+    log.info("%s: building from %s with TensorRT %s on %s (this takes minutes)", spec.label, source.name,
+             toolchain.tensorrt_version, toolchain.gpu_name)
+    candidate.write_bytes(toolchain.build_plan(spec))
+    return candidate
+
+
+def _engine_meta(job, toolchain, candidate, fp16_mode, profile, input_spec, output_spec):
+    """The sidecar of a freshly built engine at `candidate`, before the accuracy check."""
+    source = Path(job.onnx_path)
+    return EngineMeta(
+        kind=job.kind,
+        engine_sha256=sha256_of(candidate),
+        source_onnx=str(source),
+        source_onnx_sha256=sha256_of(source),
+        tensorrt_version=toolchain.tensorrt_version,
+        gpu_name=toolchain.gpu_name,
+        compute_capability=toolchain.compute_capability,
+        precision="f16" if job.fp16 else "f32",
+        fp16_mode=fp16_mode,
+        profile=profile,
+        input=input_spec,
+        output=output_spec,
+        onnx_metadata_props=read_onnx_metadata_props(source),
+        accuracy_checked=False,
+        build_command=job.build_command,
+    )
 
 
 def _check_accuracy(job, toolchain, meta, candidate, model_meta, inputs, label):
@@ -252,17 +260,35 @@ def _profile_text(meta):
 
 
 def read_calibration_frames(images_dir=None, video=None):
-    """BGR frames (H, W, 3) uint8 from an image folder, or CALIBRATION_FRAMES evenly spaced video frames."""
+    """BGR frames (H, W, 3) uint8: up to CALIBRATION_CROPS photos from a folder, else
+    CALIBRATION_FRAMES evenly spaced frames of a video."""
     if images_dir is not None:
-        folder = Path(images_dir)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"--calib-images {folder}: not a folder")
-        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        frames = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths]
-        frames = [f for f in frames if f is not None]
-        if not frames:
-            raise ValueError(f"--calib-images {folder}: expected images ({', '.join(IMAGE_SUFFIXES)}), found none readable")
-        return frames[:CALIBRATION_CROPS]
+        return _read_calibration_images(Path(images_dir))
+    return _read_calibration_video(video)
+
+
+def _read_calibration_images(folder):
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--calib-images {folder}: not a folder")
+    expected = f"--calib-images {folder}: expected images ({', '.join(IMAGE_EXTENSIONS)}), found none readable"
+    try:
+        paths = list_images([folder])
+    except MediaError:
+        raise ValueError(expected) from None
+    frames = []
+    for path in paths:
+        try:
+            frames.append(read_image(path))
+        except MediaError:
+            continue  # one broken photo among many: the check runs on the others
+        if len(frames) == CALIBRATION_CROPS:
+            break
+    if not frames:
+        raise ValueError(expected)
+    return frames
+
+
+def _read_calibration_video(video):
     capture = cv2.VideoCapture(str(video))
     try:
         if not Path(video).is_file() or not capture.isOpened():
@@ -297,118 +323,9 @@ def calibration_crops(frames, model_meta, boxes_per_frame=None):
         centers, scales = box_to_center_scale(xywh, input_size)
         crops, _ = crop_persons(frame, centers, scales, input_size)
         batches.append(crops)
-    crops = np.concatenate(batches)[:CALIBRATION_CROPS]
-    if model_meta.normalization_in_graph:  # the graph takes 0-255 pixels
-        mean, std = (0.0, 0.0, 0.0), (1 / 255.0,) * 3
-    else:
-        mean, std = model_meta.mean, model_meta.std
-    return normalize_crops(crops, mean, std, swap_channels=model_meta.color_order == "RGB")
+    return model_input(np.concatenate(batches)[:CALIBRATION_CROPS], model_meta)
 
 
 def detector_check_inputs(frames, detector):
     """(N, 3, H, W) detector inputs: the frames preprocessed as PersonDetector does it."""
     return np.concatenate([detector.preprocess(frame)[0] for frame in frames])
-
-
-# --- command line -------------------------------------------------------------------------------
-
-
-def add_arguments(parser):
-    parser.add_argument("--pose", type=Path, metavar="M.onnx", help="pose model to compile (dynamic batch)")
-    parser.add_argument("--detector", type=Path, metavar="D.onnx", help="person detector to compile (fixed size)")
-    parser.add_argument("--fp16", action="store_true", help="build FP16 engines (checked against FP32)")
-    parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH,
-                        help=f"largest pose batch one call takes (default {DEFAULT_MAX_BATCH})")
-    parser.add_argument("--workspace", type=float, default=DEFAULT_WORKSPACE_GIB, metavar="GiB",
-                        help=f"TensorRT builder workspace in GiB (default {DEFAULT_WORKSPACE_GIB:g})")
-    parser.add_argument("--out", type=Path, default=Path("engines"), help="folder for engines (default engines/)")
-    calibration = parser.add_mutually_exclusive_group()
-    calibration.add_argument("--calib-images", type=Path, metavar="DIR",
-                             help="photos of people for the accuracy check against ONNX Runtime FP32")
-    calibration.add_argument("--calib-video", type=Path, metavar="F", help="a video of people for the same check")
-    parser.add_argument("--force", action="store_true", help="keep an engine that fails the accuracy check")
-
-
-def run(args, toolchain=None):
-    """Build the engines asked for; 0 on success, 1 on a failed build or missing GPU stack, 2 on bad arguments."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        jobs = _jobs(args)
-    except (ValueError, FileNotFoundError, ModelMetadataError) as error:
-        print(f"livepose build-engine: {error}", file=sys.stderr)
-        return 2
-    if toolchain is None:
-        from livepose.runtime.backends import BackendUnavailable
-
-        try:
-            toolchain = tensorrt_toolchain()
-        except (ImportError, BackendUnavailable) as error:
-            print(f"livepose build-engine: {error}", file=sys.stderr)
-            return 1
-    try:
-        inputs = _check_inputs(args, jobs)
-        for job in jobs:
-            build_engine(job, toolchain, inputs.get(job.kind))
-    except (EngineBuildError, EngineMetaError, ValueError, FileNotFoundError) as error:
-        print(f"livepose build-engine: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _check_inputs(args, jobs):
-    """kind -> real inputs for the accuracy check, from --calib-images / --calib-video ({} without)."""
-    if args.calib_images is None and args.calib_video is None:
-        return {}
-    frames = read_calibration_frames(args.calib_images, args.calib_video)
-    inputs, boxes = {}, None
-    if args.detector is not None:
-        from livepose.runtime.detector import PersonDetector
-
-        # the FP32 reference finds the people; a stale engine beside the ONNX must not
-        detector = PersonDetector(args.detector, backend="onnxruntime")
-        try:
-            inputs["detector"] = detector_check_inputs(frames, detector)
-            boxes = [detector(frame).boxes for frame in frames]
-        finally:
-            detector.close()
-    pose = next((job for job in jobs if job.kind == "pose"), None)
-    if pose is not None:
-        if boxes is None:
-            log.warning("no --detector given: the accuracy check crops whole frames instead of detected people")
-        inputs["pose"] = calibration_crops(frames, read_onnx_metadata(pose.onnx_path), boxes)
-    return inputs
-
-
-def _jobs(args):
-    """EngineJobs from parsed arguments, checking what can be checked before TensorRT is touched."""
-    if args.pose is None and args.detector is None:
-        raise ValueError("nothing to build: give --pose M.onnx and/or --detector D.onnx")
-    if args.max_batch < 1:
-        raise ValueError(f"--max-batch: expected a positive integer, got {args.max_batch}")
-    if not args.workspace > 0:
-        raise ValueError(f"--workspace: expected a positive number of GiB, got {args.workspace}")
-    jobs = []
-    for kind, path in (("pose", args.pose), ("detector", args.detector)):
-        if path is None:
-            continue
-        if not path.is_file():
-            raise FileNotFoundError(f"--{kind} {path}: no such file")
-        if kind == "pose":
-            read_onnx_metadata(path)  # a pose model without livepose metadata is refused here, with the fix
-        command = ["livepose", "build-engine", f"--{kind}", str(path), "--out", str(args.out)]
-        if args.fp16:
-            command.append("--fp16")
-        if kind == "pose":
-            command += ["--max-batch", str(args.max_batch)]
-        jobs.append(EngineJob(
-            kind=kind,
-            onnx_path=path,
-            engine_path=args.out / f"{path.stem}.engine",
-            fp16=args.fp16,
-            max_batch=args.max_batch,
-            workspace_gib=args.workspace,
-            build_command=shlex.join(command),
-            force=args.force,
-        ))
-    return jobs

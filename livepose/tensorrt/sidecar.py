@@ -124,11 +124,6 @@ class EngineMeta:
         except ModelMetadataError as error:
             raise EngineMetaError(str(error)) from None
 
-    @property
-    def max_batch(self):
-        """The largest N one call takes: the profile's max, or the fixed batch."""
-        return self.profile.max if self.profile else self.input.shape[0]
-
     def to_dict(self):
         data = asdict(self)
         data["input"]["shape"] = list(self.input.shape)

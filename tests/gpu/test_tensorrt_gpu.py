@@ -17,12 +17,12 @@ pytestmark = pytest.mark.gpu
 pytest.importorskip("tensorrt", reason='TensorRT is not installed: pip install "livepose[gpu]"')
 pytest.importorskip("pycuda.driver", reason='pycuda is not installed: pip install "livepose[gpu]" (needs the CUDA toolkit)')
 
-from livepose.tensorrt import build  # noqa: E402
+from livepose.cli import build_engine  # noqa: E402
+from livepose.core.agreement import HEATMAP_REL_ERROR_LIMIT, heatmap_errors  # noqa: E402
 from livepose.runtime.backends import BackendUnavailable, open_backend  # noqa: E402
 from livepose.runtime.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from livepose.tensorrt.backend import TensorRTBackend, device_info  # noqa: E402
 from livepose.tensorrt.sidecar import EngineMetaError, read_sidecar, sidecar_path  # noqa: E402
-from livepose.core.agreement import HEATMAP_REL_ERROR_LIMIT, heatmap_errors  # noqa: E402
 from tests.conftest import REPO, shared_path  # noqa: E402
 
 
@@ -40,12 +40,12 @@ def engines(gpu, r18_onnx, yolox_nano, tmp_path_factory):
     out = tmp_path_factory.mktemp("engines")
     pose_onnx, detector_onnx = shutil.copy(r18_onnx, out), shutil.copy(yolox_nano, out)
     parser = argparse.ArgumentParser()
-    build.add_arguments(parser)
+    build_engine.add_arguments(parser)
     args = parser.parse_args([
         "--pose", str(pose_onnx), "--detector", str(detector_onnx), "--fp16", "--max-batch", "32",
         "--workspace", "2", "--out", str(out), "--calib-images", str(shared_path("images")),
     ])
-    assert build.run(args) == 0
+    assert build_engine.run(args) == 0
     return out / f"{r18_onnx.stem}.engine", out / f"{yolox_nano.stem}.engine"
 
 

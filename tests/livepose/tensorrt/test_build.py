@@ -1,4 +1,4 @@
-"""build-engine and the engine sidecar without a GPU.
+"""build-engine (livepose.tensorrt.build and its command line) and the engine sidecar without a GPU.
 
 TensorRT is absent here, so the toolchain's two TensorRT functions are replaced: the "plan" a
 fake build returns is the ONNX file TensorRT would have parsed (the FP16 conversion on the
@@ -13,10 +13,11 @@ import json
 import numpy as np
 import pytest
 
-from livepose.tensorrt import build
+from livepose.cli import build_engine
+from livepose.files import sha256_of
 from livepose.runtime.backends import Backend, BackendUnavailable, backend_class
 from livepose.runtime.backends.onnxruntime import OnnxRuntimeBackend
-from livepose.files import sha256_of
+from livepose.tensorrt import build
 from livepose.tensorrt.sidecar import (
     BatchProfile,
     EngineBuildError,
@@ -121,11 +122,11 @@ def test_plan_profile_refuses(kind, shape, message):
 
 
 class _RecordingBackend(Backend):
-    """A backend limited like an engine with `meta`; records the batch sizes it is called with."""
+    """A backend shaped like an engine with `meta`, taking at most `max_batch` per call; records the batch sizes."""
 
-    def __init__(self, meta):
+    def __init__(self, meta, max_batch):
         self.input_shape = (None, *meta.input.shape[1:])
-        self.max_batch = meta.max_batch
+        self.max_batch = max_batch
         self.calls = []
 
     def _run(self, batch):
@@ -135,7 +136,8 @@ class _RecordingBackend(Backend):
 
 @pytest.mark.parametrize("n, chunks", [(1, [1]), (32, [32]), (33, [32, 1]), (70, [32, 32, 6])])
 def test_batches_beyond_the_profile_are_split(n, chunks):
-    backend = _RecordingBackend(sample_meta())
+    meta = sample_meta()
+    backend = _RecordingBackend(meta, meta.profile.max)
     batch = np.random.default_rng(0).random((n, 3, 64, 48), dtype=np.float32)
     out = backend.run(batch)
     assert backend.calls == chunks
@@ -145,8 +147,8 @@ def test_batches_beyond_the_profile_are_split(n, chunks):
 def test_fixed_batch_engine_takes_one_frame_per_call():
     meta = sample_meta(kind="detector", profile=None, precision="f32", fp16_mode=None, onnx_metadata_props={},
                        input=TensorSpec("images", (1, 3, 416, 416)), output=TensorSpec("output", (1, 3549, 85)))
-    assert meta.max_batch == 1
-    backend = _RecordingBackend(meta)
+    assert meta.profile is None and meta.input.shape[0] == 1
+    backend = _RecordingBackend(meta, meta.input.shape[0])
     backend.run(np.zeros((3, 3, 416, 416), np.float32))
     assert backend.calls == [1, 1, 1]
 
@@ -302,10 +304,38 @@ def test_detector_build_records_its_layout(tmp_path, yolox_nano):
     job = build.EngineJob(kind="detector", onnx_path=yolox_nano, engine_path=tmp_path / "yolox_nano.engine",
                           fp16=True, max_batch=32, workspace_gib=1.0, build_command="livepose build-engine ...")
     meta = build.build_engine(job, fake_toolchain(True, specs=specs))
-    assert specs[0].profile is None and meta.profile is None and meta.max_batch == 1
+    assert specs[0].profile is None and meta.profile is None and meta.input.shape[0] == 1
     assert meta.input == TensorSpec("images", (1, 3, 416, 416))
     assert meta.output == TensorSpec("output", (1, 3549, 85))
     assert read_sidecar(job.engine_path).kind == "detector"
+
+
+# --- calibration frames -------------------------------------------------------------------------
+
+
+def test_calibration_images_skip_what_is_not_a_readable_photo(tmp_path):
+    import cv2
+
+    photo = cv2.imread(str(shared_path("images", "ultralytics_zidane.jpg")))
+    cv2.imwrite(str(tmp_path / "a.png"), photo)
+    (tmp_path / "b.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "notes.txt").write_text("people at the station")
+    frames = build.read_calibration_frames(images_dir=tmp_path)
+    assert len(frames) == 1 and frames[0].shape == photo.shape
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"images_dir": "{tmp}/missing"}, FileNotFoundError, "--calib-images .*missing: not a folder"),
+        ({"images_dir": "{tmp}"}, ValueError, r"--calib-images .*: expected images \(.jpg, .*found none readable"),
+        ({"video": "{tmp}/missing.mp4"}, ValueError, "--calib-video .*missing.mp4: not a readable video file"),
+    ],
+)
+def test_calibration_input_errors_name_the_option(tmp_path, kwargs, error, message):
+    (tmp_path / "b.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(error, match=message):
+        build.read_calibration_frames(**{k: v.format(tmp=tmp_path) for k, v in kwargs.items()})
 
 
 # --- the command line ---------------------------------------------------------------------------
@@ -313,14 +343,14 @@ def test_detector_build_records_its_layout(tmp_path, yolox_nano):
 
 def parse(*argv):
     parser = argparse.ArgumentParser()
-    build.add_arguments(parser)
+    build_engine.add_arguments(parser)
     return parser.parse_args(argv)
 
 
 def test_cli_builds_and_checks_on_real_photos(tiny_onnx, tmp_path, capsys):
     args = parse("--pose", str(tiny_onnx), "--fp16", "--out", str(tmp_path / "engines"),
                  "--calib-images", str(shared_path("images")))
-    assert build.run(args, toolchain=fake_toolchain(False)) == 0
+    assert build_engine.run(args, toolchain=fake_toolchain(False)) == 0
     meta = read_sidecar(tmp_path / "engines" / "tiny.engine")
     assert meta.build_command == f"livepose build-engine --pose {tiny_onnx} --out {tmp_path / 'engines'} --fp16 --max-batch 32"
     assert meta.accuracy["num_crops"] == 6
@@ -331,7 +361,7 @@ def test_cli_checks_both_engines_on_detected_people(tiny_onnx, yolox_nano, tmp_p
     out = tmp_path / "engines"
     args = parse("--pose", str(tiny_onnx), "--detector", str(yolox_nano), "--fp16", "--out", str(out),
                  "--calib-images", str(shared_path("images")))
-    assert build.run(args, toolchain=fake_toolchain(True)) == 0
+    assert build_engine.run(args, toolchain=fake_toolchain(True)) == 0
     pose, detector = read_sidecar(out / "tiny.engine"), read_sidecar(out / "yolox_nano.engine")
     assert pose.accuracy["num_crops"] > 6  # the photos show more people than there are photos
     assert detector.accuracy["output"] == "detector output" and detector.accuracy["num_crops"] == 6
@@ -351,19 +381,19 @@ def test_cli_checks_both_engines_on_detected_people(tiny_onnx, yolox_nano, tmp_p
 )
 def test_cli_argument_errors(tiny_onnx, argv, message, capsys):
     args = parse(*(a.format(tiny=tiny_onnx) for a in argv))
-    assert build.run(args, toolchain=fake_toolchain()) == 2
+    assert build_engine.run(args, toolchain=fake_toolchain()) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
 
 
 def test_cli_refuses_a_pose_model_without_metadata(tmp_path, yolox_nano, capsys):
-    assert build.run(parse("--pose", str(yolox_nano)), toolchain=fake_toolchain()) == 2
+    assert build_engine.run(parse("--pose", str(yolox_nano)), toolchain=fake_toolchain()) == 2
     assert "no 'livepose' metadata entry" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here")
 def test_without_tensorrt_build_engine_says_what_to_install(tiny_onnx, tmp_path, capsys):
-    assert build.run(parse("--pose", str(tiny_onnx), "--out", str(tmp_path))) == 1
+    assert build_engine.run(parse("--pose", str(tiny_onnx), "--out", str(tmp_path))) == 1
     err = capsys.readouterr().err
     assert "TensorRT is not installed" in err and 'pip install "livepose[gpu]"' in err
     assert "Traceback" not in err and err.count("\n") == 1
