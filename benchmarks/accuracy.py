@@ -50,7 +50,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from livepose.runtime.backends.onnxruntime import OnnxRuntimeBackend
-    from livepose.runtime.backends.openvino import OpenVinoBackend, cpu_supports
+    from livepose.runtime.backends.openvino import OpenVinoBackend
     from livepose.core.agreement import compare_backends
     from livepose.core.metadata import read_onnx_metadata
 
@@ -75,7 +75,7 @@ def main(argv=None):
         crops = training_crops(meta, args.persons)
 
         paths = [("openvino f32", f32, "f32")]
-        if cpu_supports("bf16"):
+        if "bf16" in OpenVinoBackend.precisions(None):
             paths.append(("openvino bf16", f32, "bf16"))
         int8 = work / f"{args.config}-trained-int8.onnx"
         made = subprocess.run([args.nncf_python, str(REPO / "benchmarks" / "quantize_int8.py"), "--model", str(f32),

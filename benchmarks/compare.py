@@ -173,7 +173,7 @@ WORKERS = {"livepose": worker_livepose, "tutorial": worker_tutorial, "yolo-pose"
 
 def contenders(args):
     """[(label, spec)] of what can run here, and [(label, reason)] of what cannot."""
-    from livepose.runtime.backends.openvino import cpu_supports
+    from livepose.runtime.backends.openvino import OpenVinoBackend
 
     base = {"video": str(args.video), "frames": args.frames, "detector": str(args.detector)}
     runs, skipped = [], []
@@ -181,7 +181,7 @@ def contenders(args):
                                               "backend": "onnxruntime", "precision": "f32"}))
     runs.append(("livepose openvino f32", {**base, "kind": "livepose", "pose_model": str(args.pose_model),
                                            "backend": "openvino", "precision": "f32"}))
-    if cpu_supports("bf16"):
+    if "bf16" in OpenVinoBackend.precisions(None):
         runs.append(("livepose openvino bf16", {**base, "kind": "livepose", "pose_model": str(args.pose_model),
                                                 "backend": "openvino", "precision": "bf16"}))
     else:

@@ -25,10 +25,10 @@ MATCH_OKS = 0.5  # below this two skeletons are different persons
 
 def run(estimator, video, frames, every):
     """[Poses per frame] and the seconds it took, detector every `every` frames."""
-    from livepose.stream.detect_every import PoseTracker
+    from livepose.stream.detect_every import DetectAndPose
     from livepose.stream.sources import VideoSource
 
-    tracker = PoseTracker(estimator.detector, estimator, every)
+    tracker = DetectAndPose(estimator.detector, estimator, every)
     results = []
     start = time.perf_counter()
     for frame in VideoSource(video).frames(frames):

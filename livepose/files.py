@@ -1,4 +1,5 @@
-"""File helpers shared by the runtime and train/: checksums and all-or-nothing writes.
+"""File helpers shared by the runtime and train/: input and output checks, checksums and
+all-or-nothing writes.
 
 Everything a user keeps (videos, results, checkpoints, engines, ONNX files) is written to a
 temporary name beside its target and renamed over it only when complete, so an interruption or a
@@ -12,6 +13,37 @@ from contextlib import contextmanager
 from pathlib import Path
 
 CHUNK_BYTES = 1 << 20
+
+
+class MediaError(ValueError):
+    """An input or output (file, folder, camera, stream) cannot be used; the message names it."""
+
+
+def check_readable_file(path, what="input"):
+    """Raise MediaError unless `path` is an existing, non-empty, readable regular file."""
+    path = Path(path)
+    if not path.exists():
+        raise MediaError(f"{what} {path}: no such file")
+    if path.is_dir():
+        raise MediaError(f"{what} {path}: is a folder, expected a file")
+    if path.stat().st_size == 0:
+        raise MediaError(f"{what} {path}: file is empty (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise MediaError(f"{what} {path}: not readable (permission denied)")
+
+
+def check_writable(path, what="output"):
+    """Raise MediaError unless a file can be created at `path` (its folder exists and is writable)."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise MediaError(f"{what} {path}: is a folder, expected a file name")
+    if not folder.is_dir():
+        raise MediaError(f"{what} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise MediaError(f"{what} {path}: folder {folder} is not writable")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise MediaError(f"{what} {path}: exists and is not writable")
 
 
 def sha256_of(path):

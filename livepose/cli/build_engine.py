@@ -24,6 +24,11 @@ from livepose.tensorrt.sidecar import EngineBuildError, EngineMetaError
 
 log = logging.getLogger(__name__)
 
+NAME = "build-engine"
+HELP = "compile ONNX models into TensorRT engines (the `gpu` extra)"
+DESCRIPTION = ("Compile the pose model and/or detector into TensorRT engines with a metadata sidecar (needs an "
+               "NVIDIA GPU and the `gpu` extra).")
+
 DEFAULT_MAX_BATCH = 32       # crops per pose call: a crowded frame in one batch
 DEFAULT_WORKSPACE_GIB = 4.0  # builder scratch memory; enough for ResNet-152 tactics on 8 GB cards
 

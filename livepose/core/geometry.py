@@ -94,13 +94,6 @@ def warp_points(points, affines):
     return points @ affines[:, :, :2].transpose(0, 2, 1) + affines[:, None, :, 2]
 
 
-def invert_affines(affines):
-    """Inverse of (N, 2, 3) affines, (N, 2, 3)."""
-    affines = np.asarray(affines, dtype=np.float64)
-    full = np.concatenate([affines, np.broadcast_to([0.0, 0.0, 1.0], affines.shape[:-2] + (1, 3))], axis=-2)
-    return np.linalg.inv(full)[..., :2, :]
-
-
 def heatmap_to_frame(coords, centers, scales, heatmap_size):
     """Keypoints (N, K, 2) in heatmap pixels -> frame pixels, for crops made with rotation 0.
 

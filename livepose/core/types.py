@@ -13,6 +13,14 @@ def _as(array, dtype, shape, name):
     return array
 
 
+def check_frame(frame):
+    """The frame as an (H, W, 3) uint8 BGR array; ValueError saying what arrived otherwise."""
+    frame = np.asarray(frame)
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8 or min(frame.shape[:2]) < 1:
+        raise ValueError(f"frame: expected an (H, W, 3) uint8 BGR image, got {frame.dtype} array of shape {frame.shape}")
+    return frame
+
+
 @dataclass(frozen=True)
 class Detections:
     """Person boxes in frame pixels: boxes (N, 4) x1, y1, x2, y2 float32; scores (N,) float32."""

@@ -7,39 +7,21 @@
   decode in the graph). Input BGR 0-255, letterboxed top-left with pad 114 (YOLOX's `preproc`);
   output (1, A, 5 + C) over strides 8, 16, 32: xy = (p + grid) * stride, wh = exp(p) * stride,
   objectness and class scores already sigmoid; score = objectness * class score. YOLOX files carry
-  no metadata, so they are recognised by SHA-256 (KNOWN_DETECTORS) or named with `layout=`.
+  no metadata, so they are recognised by SHA-256 or named with `layout=` (detector_layout).
 
-A model matching neither is refused with a message saying how to name its layout: the two differ
-in colour order, scaling and padding, so a wrong guess still "works" and finds the wrong boxes.
 A box is a person when person is its best class (as ultralytics and YOLOX report classes).
 """
-import ast
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from livepose.runtime.backends import open_backend
-from livepose.files import sha256_of
-from livepose.core.metadata import read_onnx_metadata_props
-from livepose.core.types import Detections
+from livepose.core.types import Detections, check_frame
+from livepose.runtime.detector_layout import DetectorLayoutError
+from livepose.runtime.open_model import open_model
 
-LAYOUTS = ("ultralytics", "yolox")
 PAD_VALUE = 114  # both YOLO families pad with this grey
 YOLOX_STRIDES = (8, 16, 32)
-
-# sha256 -> (layout, what the file is); files without metadata that we know how to read
-KNOWN_DETECTORS = {
-    "c789161ed43c8269fcd4e67c67eeeb4e80c622da2eb296a20bc6007bd18a0b7d": (
-        "yolox", "YOLOX-Nano 416x416, Megvii-BaseDetection/YOLOX release 0.1.1rc0 (grid output)"),
-    "695e750a5d5754bb5a8d5325643b59282191a7e7a564e435a415fd3c578eab14": (
-        "yolox", "YOLOX-Nano 416x416, Kazuhito00/YOLOX-ONNX-TFLite-Sample export (grid output)"),
-}
-
-
-class DetectorLayoutError(ValueError):
-    """A detector model whose output layout is unknown or contradicts the layout asked for."""
 
 
 @dataclass(frozen=True)
@@ -53,10 +35,6 @@ class Letterbox:
         """(N, 4) x1, y1, x2, y2 in input pixels -> frame pixels."""
         pad = np.array(self.pad * 2, dtype=np.float64)
         return (np.asarray(boxes, dtype=np.float64) - pad) / self.ratio
-
-    def to_input(self, boxes):
-        """(N, 4) x1, y1, x2, y2 in frame pixels -> input pixels."""
-        return np.asarray(boxes, dtype=np.float64) * self.ratio + np.array(self.pad * 2, dtype=np.float64)
 
 
 def letterbox(frame, input_size, centered):
@@ -153,81 +131,23 @@ def decode_ultralytics(output, num_classes=None, person_class=0):
     return boxes, class_scores[is_person, person_class]
 
 
-def _ultralytics_names(props):
-    """Class names from ultralytics metadata ("{0: 'person', ...}"), or None where absent."""
-    if "names" not in props:
-        return None
-    try:
-        names = ast.literal_eval(props["names"])  # literal_eval: data only, never code
-    except (ValueError, SyntaxError):
-        return None
-    return names if isinstance(names, dict) else None
-
-
-def identify_layout(model_path, props, layout=None):
-    """The output layout of a detector file: `layout` when given, else by SHA-256, else by metadata.
-
-    props: the model's ONNX metadata_props. Raises DetectorLayoutError when neither identifies it.
-    """
-    if layout is not None:
-        if layout not in LAYOUTS:
-            raise DetectorLayoutError(f"detector layout: expected one of {LAYOUTS}, got {layout!r}")
-        return layout
-    sha256 = sha256_of(model_path)
-    if sha256 in KNOWN_DETECTORS:
-        return KNOWN_DETECTORS[sha256][0]
-    if "ultralytics" in props.get("author", "").lower() and "names" in props:
-        if props.get("task", "detect") != "detect":
-            raise DetectorLayoutError(
-                f"detector {model_path}: an ultralytics '{props['task']}' model, expected a 'detect' model"
-            )
-        return "ultralytics"
-    raise DetectorLayoutError(
-        f"detector {model_path}: unknown output layout (sha256 {sha256}, no ultralytics metadata); if it is a "
-        "YOLOX export pass --detector-layout yolox, if an ultralytics YOLOv8/YOLO11 export --detector-layout "
-        "ultralytics (Python: PersonDetector(..., layout=...))"
-    )
-
-
 class PersonDetector:
     """A YOLO detector that returns person boxes in frame pixels.
 
-    model_path: an ONNX file (or a TensorRT .engine beside it, see backends.open_backend);
-    layout: None (identify, see identify_layout), "yolox" or "ultralytics".
+    model_path: an ONNX file, or a TensorRT .engine (see open_model for how the runtime is chosen);
+    layout: None (identify it, see detector_layout.identify_layout), "yolox" or "ultralytics".
     """
 
     def __init__(self, model_path, backend="auto", layout=None, score_threshold=0.3, nms_iou=0.45,
                  max_detections=300, precision=None, num_threads=None):
-        model_path = Path(model_path)
-        onnx_path = model_path.with_suffix(".onnx") if model_path.suffix == ".engine" else model_path
-        if not onnx_path.is_file():
-            raise FileNotFoundError(f"detector {onnx_path}: no such file")
-        props = read_onnx_metadata_props(onnx_path)
-        self.layout = identify_layout(onnx_path, props, layout)
+        opened = open_model(model_path, "detector", backend, precision=precision, num_threads=num_threads, layout=layout)
+        self.backend, self.model_path = opened.backend, opened.path
+        self.layout = opened.layout.name
+        self.person_class, self.num_classes = opened.layout.person_class, opened.layout.num_classes
+        self.input_size = opened.layout.input_size
         self.score_threshold = float(score_threshold)
         self.nms_iou = float(nms_iou)
         self.max_detections = int(max_detections)
-        self.person_class, self.num_classes = 0, None
-        names = _ultralytics_names(props) if self.layout == "ultralytics" else None
-        if names:
-            people = [index for index, name in names.items() if name == "person"]
-            if not people:
-                raise DetectorLayoutError(f"detector {onnx_path}: none of its {len(names)} classes is 'person'")
-            self.person_class, self.num_classes = people[0], len(names)
-        self.backend = open_backend(model_path, backend, precision=precision, num_threads=num_threads)
-        self.input_size = self._input_size(onnx_path, props)
-
-    def _input_size(self, path, props):
-        shape = self.backend.input_shape
-        if len(shape) != 4 or shape[1] != 3:
-            raise DetectorLayoutError(f"detector {path}: expected an input of shape (1, 3, H, W), got {shape}")
-        if shape[2] and shape[3]:
-            return int(shape[2]), int(shape[3])
-        try:  # a dynamic ultralytics export: its metadata says the size it was made for
-            height, width = ast.literal_eval(props["imgsz"])
-            return int(height), int(width)
-        except (KeyError, ValueError, SyntaxError, TypeError):
-            raise DetectorLayoutError(f"detector {path}: dynamic input size and no 'imgsz' metadata") from None
 
     def preprocess(self, frame_bgr):
         """(H0, W0, 3) uint8 BGR frame -> (1, 3, H, W) float32 input and its Letterbox."""
@@ -242,9 +162,7 @@ class PersonDetector:
 
     def __call__(self, frame_bgr):
         """(H0, W0, 3) uint8 BGR frame -> Detections of persons, boxes clipped to the frame."""
-        frame_bgr = np.asarray(frame_bgr)
-        if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.dtype != np.uint8 or min(frame_bgr.shape[:2]) < 1:
-            raise ValueError(f"frame: expected an (H, W, 3) uint8 BGR image, got {frame_bgr.dtype} array of shape {frame_bgr.shape}")
+        frame_bgr = check_frame(frame_bgr)
         tensor, box = self.preprocess(frame_bgr)
         output = self.backend.run(tensor)
         if self.layout == "ultralytics":

@@ -1,33 +1,19 @@
 """Frame (+ person boxes) -> Poses: batched crops, one network call per frame, decode, warp back."""
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from livepose.runtime.backends import open_backend
-from livepose.core.crops import crop_persons, normalize_crops
+from livepose.core.crops import crop_persons, model_input
 from livepose.core.decode import REFINEMENTS, decode_heatmaps
-from livepose.runtime.detector import PersonDetector
 from livepose.core.geometry import box_to_center_scale, heatmap_to_frame, xyxy_to_xywh
-from livepose.core.metadata import METADATA_KEY, ModelMetadataError, PoseModelMeta, read_onnx_metadata
-from livepose.core.types import Detections, Poses
+from livepose.core.metadata import ModelMetadataError
+from livepose.core.types import Detections, Poses, check_frame
+from livepose.runtime.detector import PersonDetector
+from livepose.runtime.open_model import detector_backend, open_model
+from livepose.timing import timed
 
 INPUT_NAME, OUTPUT_NAME = "image", "heatmaps"  # the pose model contract (ARCHITECTURE.md)
 MIN_BOX_SIDE = 1.0  # px; a zero-width box has no affine crop, so degenerate boxes grow to this
-
-
-@contextmanager
-def _timed(timings, stage):
-    """Add the block's duration in seconds to timings[stage] when a dict is given."""
-    if timings is None:
-        yield
-        return
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
 
 
 class PoseEstimator:
@@ -35,7 +21,7 @@ class PoseEstimator:
 
     pose_model: a livepose pose model (ONNX with `livepose` metadata, or a TensorRT .engine with its
     sidecar); detector: a PersonDetector, a detector model path, or None (then `estimate` needs
-    detections). backend / precision / num_threads / max_batch: see backends.open_backend.
+    detections). backend / precision / num_threads / max_batch: see runtime.open_model.
     refine: heatmap sub-pixel refinement ("quarter", "dark", "none"); box_threshold: detections
     scoring below it get no pose.
     """
@@ -44,28 +30,20 @@ class PoseEstimator:
                  box_threshold=0.0, max_batch=None, num_threads=None, detector_layout=None):
         if refine not in REFINEMENTS:
             raise ValueError(f"refine: expected one of {REFINEMENTS}, got {refine!r}")
-        path = Path(pose_model)
-        is_engine = path.suffix == ".engine"
-        if not is_engine:
-            if not path.is_file():
-                raise FileNotFoundError(f"pose model {path}: no such file")
-            meta = read_onnx_metadata(path)  # before loading: a model without metadata fails fast
-        self.backend = open_backend(path, backend, precision=precision, num_threads=num_threads, max_batch=max_batch)
-        if is_engine:
-            props = getattr(self.backend, "metadata_props", {})
-            if METADATA_KEY not in props:
-                raise ModelMetadataError(f"pose model {path}: the engine carries no '{METADATA_KEY}' metadata")
-            meta = PoseModelMeta.from_json(props[METADATA_KEY], source=str(path))
-        self.meta = meta
-        self.model_path = path
+        opened = open_model(pose_model, "pose", backend, precision=precision, num_threads=num_threads, max_batch=max_batch)
+        self.backend, self.meta, self.model_path = opened.backend, opened.meta, opened.path
+        self.precision = opened.precision  # int8 for a quantised model file
         self.refine = refine
         self.box_threshold = float(box_threshold)
-        self._check_model()
         self._owns_detector = isinstance(detector, (str, Path))
-        if self._owns_detector:
-            # an explicit CPU runtime applies to both models; a TensorRT pose engine says nothing of the detector
-            detector_backend = backend if backend in ("openvino", "onnxruntime") else "auto"
-            detector = PersonDetector(detector, backend=detector_backend, layout=detector_layout, num_threads=num_threads)
+        try:
+            self._check_model()
+            if self._owns_detector:
+                detector = PersonDetector(detector, backend=detector_backend(backend), layout=detector_layout,
+                                          num_threads=num_threads)
+        except BaseException:
+            self.backend.close()
+            raise
         self.detector = detector
 
     def _check_model(self):
@@ -109,13 +87,11 @@ class PoseEstimator:
         frame_bgr: (H, W, 3) uint8 BGR; detections: person boxes, or None to run the detector;
         timings: an optional dict; seconds spent in detect / crop / pose / decode are added to it.
         """
-        frame_bgr = np.asarray(frame_bgr)
-        if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.dtype != np.uint8 or min(frame_bgr.shape[:2]) < 1:
-            raise ValueError(f"frame: expected an (H, W, 3) uint8 BGR image, got {frame_bgr.dtype} array of shape {frame_bgr.shape}")
+        frame_bgr = check_frame(frame_bgr)
         if detections is None:
             if self.detector is None:
                 raise ValueError("detections: none given and the estimator has no detector")
-            with _timed(timings, "detect"):
+            with timed(timings, "detect"):
                 detections = self.detector(frame_bgr)
         elif not isinstance(detections, Detections):
             raise TypeError(f"detections: expected livepose.Detections, got {type(detections).__name__}")
@@ -125,30 +101,23 @@ class PoseEstimator:
         if len(detections) == 0:
             return Poses.empty(self.num_keypoints)
 
-        with _timed(timings, "crop"):
+        with timed(timings, "crop"):
             boxes_xywh = xyxy_to_xywh(detections.boxes)
             boxes_xywh[:, 2:] = np.maximum(boxes_xywh[:, 2:], MIN_BOX_SIDE)
             centers, scales = box_to_center_scale(boxes_xywh, self.meta.input_size)
             crops, _ = crop_persons(frame_bgr, centers, scales, self.meta.input_size)
-            if self.meta.normalization_in_graph:  # the graph takes 0-255 pixels
-                batch = normalize_crops(crops, (0.0, 0.0, 0.0), (1 / 255.0,) * 3, self._swap_channels)
-            else:
-                batch = normalize_crops(crops, self.meta.mean, self.meta.std, self._swap_channels)
-        with _timed(timings, "pose"):
+            batch = model_input(crops, self.meta)
+        with timed(timings, "pose"):
             heatmaps = self.backend.run(batch)  # all persons at once, chunked to the backend's max_batch
         if heatmaps.shape[0] != len(batch):
             raise RuntimeError(f"pose model {self.model_path}: {heatmaps.shape[0]} heatmap sets for {len(batch)} crops")
         self._check_output_shape(tuple(heatmaps.shape[1:]))
-        with _timed(timings, "decode"):
+        with timed(timings, "decode"):
             coords, scores = decode_heatmaps(heatmaps, self.refine, sigma=self.meta.sigma)
             keypoints = heatmap_to_frame(coords, centers, scales, self.meta.heatmap_size)
         return Poses(keypoints, scores, detections.boxes, detections.scores)
 
     __call__ = estimate
-
-    @property
-    def _swap_channels(self):
-        return self.meta.color_order == "RGB"  # frames are BGR
 
     def close(self):
         self.backend.close()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from livepose.core.metadata import METADATA_KEY, read_onnx_metadata_props
-from livepose.stream.sources import check_readable_file
+from livepose.files import check_readable_file
 
 CACHE_ENV = "LIVEPOSE_CACHE"              # the user cache folder, instead of ~/.cache/livepose
 ENGINES_ENV = "LIVEPOSE_ENGINES"          # the engines folder, instead of <checkout>/engines and ./engines

@@ -5,7 +5,6 @@ draw, encode into a temporary video), after a short warm-up that is not timed, a
 per-stage milliseconds per frame, end-to-end fps, pose crops per second, persons per frame and the
 process's peak resident memory.
 """
-import json
 import os
 import platform
 import resource
@@ -14,7 +13,9 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from livepose.stream.pipeline import STAGES, run_pipeline, timed
+from livepose.stream.pipeline import STAGES
+from livepose.stream.run import Drawing, process_video
+from livepose.stream.sources import VideoSource
 
 DEFAULT_MAX_FRAMES = 200  # ~20 s of a 10 fps clip: long enough for stable medians, short enough to rerun
 DEFAULT_WARMUP = 3        # frames run before timing: the first calls compile kernels and allocate
@@ -75,93 +76,56 @@ def _cpu_count():
 
 
 def benchmark_video(video, estimator, max_frames=DEFAULT_MAX_FRAMES, detect_every=1,
-                    warmup=DEFAULT_WARMUP, out=None, kpt_threshold=0.3):
-    """Run the pipeline over the first `max_frames` frames of `video` and measure it.
+                    warmup=DEFAULT_WARMUP, out=None, drawing=Drawing()):
+    """Run `livepose video`'s stream over the first `max_frames` frames of `video` and measure it.
 
     estimator: a PoseEstimator with its detector (a PersonDetector). The annotated video is encoded to `out`
     (an .mp4/.avi path) or to a temporary file that is deleted, so encoding is timed as in real use.
     Returns a BenchResult.
     """
-    from livepose.stream.draw import draw_poses
-    from livepose.stream.detect_every import PoseTracker
-    from livepose.stream.sources import VideoSource, VideoWriter
-
-    _check_settings(max_frames, warmup, detect_every)
-    detector = estimator.detector
+    check_settings(max_frames, warmup, detect_every)
     source = VideoSource(video)
     if source.live:
         source.release()
         raise ValueError(f"{source.name}: bench needs a video file (a live source's rate is the camera's, not ours)")
-    frames = source.frames(max_frames)
     try:
-        first = next(frames)  # VideoSource has decoded one frame already, so there is one
-        for _ in range(warmup):
-            estimator.estimate(first.image, detector(first.image))
+        for _ in range(warmup):  # the first calls compile kernels and allocate: not timed
+            estimator.estimate(source.first_image)
     except BaseException:
-        frames.close()  # releases the capture
+        source.release()
         raise
-
-    tracker = PoseTracker(detector, estimator, detect_every)
-    counts = {"persons": 0}
-
-    def infer(frame, times):
-        return tracker(frame.image, times)
-
     with tempfile.TemporaryDirectory(prefix="livepose-bench-") as scratch:
         target = Path(out) if out else Path(scratch) / "bench.mp4"
-        with VideoWriter(target, source.fps, source.size) as writer:
-            def sink(frame, poses, times):
-                with timed(times, "draw"):
-                    canvas = draw_poses(frame.image, poses, threshold=kpt_threshold)
-                with timed(times, "write"):
-                    writer.write(canvas)
-                counts["persons"] += len(poses)
-
-            stats = run_pipeline(_prepend(first, frames), infer, sink)
-    if stats.frames == 0:
-        raise ValueError(f"{source.name}: no frame was processed")
+        stats = process_video(source, estimator, out=target, max_frames=max_frames, detect_every=detect_every,
+                              drawing=drawing, live=False)
     pose_seconds = stats.stages_ms.get("pose", 0.0) * stats.frames / 1000.0
     return BenchResult(
         fps=round(stats.fps, 3),
         frames=stats.frames,
-        persons_per_frame=round(counts["persons"] / stats.frames, 3),
-        crops_per_s=round(counts["persons"] / pose_seconds, 2) if pose_seconds > 0 else 0.0,
+        persons_per_frame=round(stats.persons_per_frame, 3),
+        crops_per_s=round(stats.persons / pose_seconds, 2) if pose_seconds > 0 else 0.0,
         peak_rss_mb=round(peak_rss_mb(), 1),
         stages_ms={stage: round(stats.stages_ms.get(stage, 0.0), 3) for stage in STAGES},
         backend=estimator.backend.name,
-        precision=_precision(estimator),
+        precision=estimator.precision,
         model=estimator.meta.config,
         model_path=str(estimator.model_path),
-        detector=f"{detector.backend.name} {getattr(detector, 'layout', '')}".strip(),
+        detector=f"{estimator.detector.backend.name} {estimator.detector.layout}",
         detect_every=detect_every,
-        detector_runs=tracker.detections_run,
+        detector_runs=stats.detector_runs,
         video=str(video),
         machine=machine_info(),
     )
 
 
-def _precision(estimator):
-    """The runtime's precision, or int8 for a quantised (QDQ) model: the runtime's hint says f32 for
-    those, but their convolutions run in INT8."""
-    return "int8" if "quantization" in estimator.meta.extra else estimator.backend.precision
-
-
-def _check_settings(max_frames, warmup, detect_every):
+def check_settings(max_frames, warmup, detect_every):
+    """ValueError naming the flag when a run length or detector interval is out of range."""
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"--max-frames: expected a positive integer, got {max_frames}")
     if warmup < 0:
         raise ValueError(f"--warmup: expected 0 or more frames, got {warmup}")
     if detect_every < 1:
         raise ValueError(f"--detect-every: expected a positive integer, got {detect_every}")
-
-
-def _prepend(first, frames):
-    """Yield `first`, then the rest of the `frames` generator, closing it on the way out."""
-    try:
-        yield first
-        yield from frames
-    finally:
-        frames.close()
 
 
 def format_result(result):
@@ -174,44 +138,3 @@ def format_result(result):
                  f"{result.persons_per_frame:.2f} persons/frame | peak RSS {result.peak_rss_mb:.0f} MB")
     lines.append("  (stages overlap in threads: their sum exceeds the time per frame)")
     return "\n".join(lines)
-
-
-def add_bench_arguments(parser):
-    """The `livepose bench` flags: the video, run length, JSON output and the usual model flags."""
-    from livepose.cli import _add_model_arguments
-
-    parser.add_argument("video", help="video file to run over (e.g. ../shared/data/videos/opencv_vtest.avi)")
-    parser.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES, metavar="N",
-                        help=f"frames to time (default {DEFAULT_MAX_FRAMES})")
-    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, metavar="N",
-                        help=f"untimed runs on the first frame before timing (default {DEFAULT_WARMUP})")
-    parser.add_argument("--detect-every", type=int, default=1, metavar="N",
-                        help="run the detector every N frames; in between, boxes follow the previous poses (default 1)")
-    parser.add_argument("--json", type=Path, metavar="F.json", help="also write the results as JSON")
-    parser.add_argument("--out", type=Path, metavar="OUT.mp4", help="keep the annotated video (default: discarded)")
-    _add_model_arguments(parser)
-
-
-def run_bench(args):
-    """`livepose bench`: run, print the report, write --json atomically. Returns the exit code."""
-    from livepose.cli import load_models
-    from livepose.files import write_atomic
-    from livepose.stream.sources import check_readable_file, check_writable
-
-    # user errors surface before the (slow) model loading
-    _check_settings(args.max_frames, args.warmup, args.detect_every)
-    check_readable_file(args.video, "video")
-    if args.json is not None:
-        check_writable(args.json, "JSON output")
-    estimator = load_models(args)
-    try:
-        result = benchmark_video(args.video, estimator, max_frames=args.max_frames,
-                                 detect_every=args.detect_every, warmup=args.warmup, out=args.out,
-                                 kpt_threshold=args.kpt_threshold)
-    finally:
-        estimator.close()
-        estimator.detector.close()
-    print(format_result(result))
-    if args.json is not None:
-        write_atomic(args.json, (json.dumps(result.to_dict(), indent=2) + "\n").encode())
-    return 0

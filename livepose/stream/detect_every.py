@@ -1,14 +1,15 @@
-"""Detect every N frames; in between, each person's box comes from their previous pose.
+"""The per-frame work of a stream: detect every N frames (in between, each person's box comes
+from their previous pose), then the poses of everyone boxed.
 
 The way real-time top-down trackers save the detector: a person moves little between two frames,
 so the extent of last frame's confident keypoints, enlarged, is a good box for this frame.
 """
-import time
 import warnings
 
 import numpy as np
 
 from livepose.core.types import Detections
+from livepose.timing import timed
 
 KEYPOINT_THRESHOLD = 0.3  # heatmap maxima below this are guesses, not joints (the drawing threshold)
 MIN_KEYPOINTS = 4         # fewer confident joints than this give no usable extent: keep the old box
@@ -84,7 +85,7 @@ class DetectEveryN:
         return Detections(boxes, previous_poses.box_scores), False
 
 
-class PoseTracker:
+class DetectAndPose:
     """Detection (every `detect_every` frames) + pose for a stream, as a pipeline infer function.
 
     detector(frame) -> Detections; estimator: a PoseEstimator. Call with each frame's (H, W, 3)
@@ -99,10 +100,8 @@ class PoseTracker:
         self._previous = None
 
     def __call__(self, image, times=None):
-        start = time.perf_counter()
-        detections, detected = self.boxes(image, self._previous)
-        if times is not None:
-            times["detect"] = times.get("detect", 0.0) + time.perf_counter() - start
+        with timed(times, "detect"):
+            detections, detected = self.boxes(image, self._previous)
         self.detections_run += detected
         self._previous = self.estimator.estimate(image, detections, timings=times)
         return self._previous

@@ -15,23 +15,14 @@ stage (see `timed`); the pipeline averages them per frame in `PipelineStats.stag
 import queue
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+from livepose.timing import timed
 
 STAGES = ("read", "detect", "crop", "pose", "decode", "draw", "write")
 _POLL_S = 0.05      # how often a blocked stage re-checks the stop flag
 _JOIN_S = 5.0       # how long shutdown waits for a stage thread (a source stuck in a blocking read)
 _END = object()     # end-of-stream marker passed down the queues
-
-
-@contextmanager
-def timed(times, stage):
-    """Add the seconds spent in the `with` block to times[stage]."""
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        times[stage] = times.get(stage, 0.0) + time.perf_counter() - start
 
 
 @dataclass(frozen=True)

@@ -6,18 +6,15 @@ every line (a kill leaves every line but possibly the one being written intact),
 """
 import json
 import os
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from livepose.core.coco import rescore
 from livepose.files import write_atomic
-from livepose.stream.sources import MediaError, check_writable
-
-# SimpleBaselines' rescoring: a person's score is the box score times the mean of the keypoint
-# scores above this (its `in_vis_thre`), so confident skeletons outrank confident boxes
-RESCORE_KEYPOINT_THRESHOLD = 0.2
-
+from livepose.files import MediaError, check_writable
 
 def frame_record(index, timestamp, poses):
     """The JSONL record of one frame: {frame, timestamp, persons: [{box, box_score, keypoints}]}."""
@@ -31,11 +28,17 @@ class JsonlWriter:
     valid JSON lines for every frame written so far.
     """
 
+    output, stage = True, "write"  # as a stream sink (see stream.run)
+
     def __init__(self, path):
         self.path = Path(path)
         check_writable(self.path, "JSON output")
         self._handle = open(self.path, "w", encoding="utf-8")
         self.lines_written = 0
+
+    def __call__(self, result):
+        """Write one stream FrameResult."""
+        self.write(result.frame.index, result.frame.timestamp, result.poses)
 
     def write(self, index, timestamp, poses):
         """Write the record of frame `index` (seconds `timestamp`) with its Poses."""
@@ -67,18 +70,17 @@ def coco_results(image_id, poses, file_name=None):
     """COCO keypoint results of one image: one dict per person.
 
     keypoints: 3K numbers x, y, score (COCOeval ignores the third); score: box score times the
-    mean keypoint score above RESCORE_KEYPOINT_THRESHOLD (0 when none is).
+    mean keypoint score above core.coco.RESCORE_KEYPOINT_THRESHOLD (0 when none is).
     """
     results = []
-    for keypoints, scores, box, box_score in zip(poses.keypoints, poses.scores, poses.boxes, poses.box_scores):
-        confident = scores[scores > RESCORE_KEYPOINT_THRESHOLD]
-        score = float(box_score) * (float(confident.mean()) if len(confident) else 0.0)
+    person_scores = rescore(poses.box_scores, poses.scores)
+    for keypoints, scores, box, score in zip(poses.keypoints, poses.scores, poses.boxes, person_scores):
         x1, y1, x2, y2 = (float(v) for v in box)
         record = {
             "image_id": int(image_id),
             "category_id": 1,
             "keypoints": [round(float(v), 2) for v in np.concatenate([keypoints, scores[:, None]], axis=1).ravel()],
-            "score": round(score, 5),
+            "score": round(float(score), 5),
             "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
         }
         if file_name is not None:
@@ -142,3 +144,48 @@ class AnnotatedImageWriter:
             raise MediaError(f"annotated image {target}: OpenCV cannot encode {target.suffix}")
         write_atomic(target, encoded.tobytes())
         return target
+
+
+class PreviewWindow:
+    """A stream sink showing each drawn frame in a window; q or Esc ends the run.
+
+    Open it with PreviewWindow.open(), which gives None where no window can be shown."""
+
+    needs_canvas, stage = True, "show"
+    TITLE = "livepose (q or Esc quits)"
+
+    @classmethod
+    def open(cls):
+        """A PreviewWindow, or None without a display or with an OpenCV that has no GUI (the pip
+        opencv-python-headless wheel)."""
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            return None
+        try:
+            cv2.namedWindow(cls.TITLE, cv2.WINDOW_NORMAL)
+        except cv2.error:
+            return None
+        return cls()
+
+    def __call__(self, result):
+        cv2.imshow(self.TITLE, result.canvas)
+        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+            raise StopIteration
+
+    def close(self):
+        cv2.destroyAllWindows()
+
+
+class ProgressBar:
+    """A stream sink counting frames on a progress bar on stderr (tqdm)."""
+
+    def __init__(self, total=None, description=None, enabled=True):
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=total or None, unit="frame", desc=description, dynamic_ncols=True,
+                         disable=not enabled, file=sys.stderr)
+
+    def __call__(self, result):
+        self._bar.update(1)
+
+    def close(self):
+        self._bar.close()

@@ -14,17 +14,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from livepose.files import signals_deferred, temporary_sibling
+from livepose.files import MediaError, check_readable_file, check_writable, signals_deferred, temporary_sibling
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 # container -> fourcc that this OpenCV (pip opencv-python-headless 4.x, FFmpeg backend) can write;
 # H.264 ('avc1') is not among them, MPEG-4 part 2 and Motion JPEG are
 FOURCC_BY_EXTENSION = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
-
-
-class MediaError(ValueError):
-    """An input or output (file, folder, camera, stream) cannot be used; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -52,19 +48,6 @@ def camera_index(spec):
 
 def is_stream_url(spec):
     return str(spec).lower().startswith(STREAM_PREFIXES)
-
-
-def check_readable_file(path, what="input"):
-    """Raise MediaError unless `path` is an existing, non-empty, readable regular file."""
-    path = Path(path)
-    if not path.exists():
-        raise MediaError(f"{what} {path}: no such file")
-    if path.is_dir():
-        raise MediaError(f"{what} {path}: is a folder, expected a file")
-    if path.stat().st_size == 0:
-        raise MediaError(f"{what} {path}: file is empty (0 bytes)")
-    if not os.access(path, os.R_OK):
-        raise MediaError(f"{what} {path}: not readable (permission denied)")
 
 
 class VideoSource:
@@ -108,6 +91,7 @@ class VideoSource:
             raise MediaError(f"{self.name}: opened, but no frame could be decoded (corrupt, or a camera that delivers nothing)")
         self._capture = capture
         self._first = first
+        self.first_image = first  # (H, W, 3) BGR, kept for warm-up runs before streaming
         self._first_msec = capture.get(cv2.CAP_PROP_POS_MSEC)
         fps = capture.get(cv2.CAP_PROP_FPS)
         # some containers and most cameras report 0 or nonsense; 25 keeps timestamps and writers sane
@@ -224,26 +208,6 @@ def read_image(path):
     return image
 
 
-def image_frames(paths):
-    """Yield a Frame per image file (index = position in the list, timestamp 0)."""
-    for index, path in enumerate(paths):
-        yield Frame(read_image(path), index, 0.0, str(path))
-
-
-def check_writable(path, what="output"):
-    """Raise MediaError unless a file can be created at `path` (its folder exists and is writable)."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise MediaError(f"{what} {path}: is a folder, expected a file name")
-    if not folder.is_dir():
-        raise MediaError(f"{what} {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise MediaError(f"{what} {path}: folder {folder} is not writable")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise MediaError(f"{what} {path}: exists and is not writable")
-
-
 class VideoWriter:
     """Context manager writing BGR frames of one size to a video file.
 
@@ -277,6 +241,12 @@ class VideoWriter:
             self._writer.release()
             self._remove_temporary()
             raise MediaError(f"output video {self.path}: OpenCV cannot write {extension} here")
+
+    output, stage, needs_canvas = True, "write", True  # as a stream sink (see stream.run)
+
+    def __call__(self, result):
+        """Append the drawing of one stream FrameResult."""
+        self.write(result.canvas)
 
     def write(self, image):
         """Append one (H, W, 3) uint8 BGR frame of the writer's size."""

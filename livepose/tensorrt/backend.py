@@ -30,7 +30,7 @@ except (ImportError, OSError) as error:
 
 from livepose.tensorrt.sidecar import EngineBuildError, EngineMetaError, check_engine_file, check_engine_runs_here, read_sidecar
 from livepose.files import write_atomic
-from livepose.runtime.backends import Backend, BackendUnavailable
+from livepose.runtime.backends import Backend, BackendUnavailable, PrecisionUnsupported
 
 log = logging.getLogger(__name__)
 
@@ -162,14 +162,22 @@ class TensorRTBackend(Backend):
     batch, copies and execution on one CUDA stream. Larger batches are split by Backend.run."""
 
     name = "tensorrt"
+    model_suffix = ".engine"
 
-    def __init__(self, engine_path, meta=None, device=0):
-        """engine_path: NAME.engine; meta: its EngineMeta (default: read NAME.engine.json first)."""
+    @classmethod
+    def precisions(cls, model_path):
+        """An engine runs the one precision it was built with (its sidecar says which)."""
+        return (read_sidecar(model_path).precision,)
+
+    def __init__(self, engine_path, meta=None, device=0, precision=None):
+        """engine_path: NAME.engine; meta: its EngineMeta (default: read NAME.engine.json first);
+        precision: None, or the engine's own (else PrecisionUnsupported)."""
         engine_path = Path(engine_path)
-        if not engine_path.is_file():
-            raise FileNotFoundError(f"engine {engine_path}: no such file")
         self._cuda = None
         meta = meta if meta is not None else read_sidecar(engine_path)
+        if precision is not None and precision != meta.precision:
+            raise PrecisionUnsupported(precision, f"engine {engine_path}", (meta.precision,),
+                                       "rebuild it with `livepose build-engine` (--fp16 for f16)")
         check_engine_runs_here(meta, engine_path, *device_info(device))
         data = engine_path.read_bytes()
         check_engine_file(meta, engine_path, data)

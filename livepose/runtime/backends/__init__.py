@@ -1,33 +1,61 @@
 """Inference runtimes behind one small interface. Each runtime lives in its own module and is
-imported only when chosen, so a CPU-only install never needs the GPU stack."""
+imported only when chosen, so a CPU-only install never needs the GPU stack. Models are opened
+through livepose.runtime.open_model, which picks the runtime."""
 import importlib
-import logging
-from pathlib import Path
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+# Compute precisions a runtime can be asked for. INT8 is not among them: a quantised model file
+# carries its own INT8 layers (and says so in its metadata); no flag turns f32 weights into INT8.
+PRECISIONS = ("f32", "f16", "bf16")
 
 
 class BackendUnavailable(RuntimeError):
     """The runtime asked for is not installed or cannot run here; the message says what to install."""
 
 
+class PrecisionUnsupported(ValueError):
+    """A precision the chosen runtime does not run here; the message names what it runs."""
+
+    def __init__(self, precision, backend, offered, note=""):
+        self.precision, self.backend, self.offered = precision, backend, tuple(offered)
+        if not note:
+            note = ("INT8 comes from an INT8 model file, not from a precision setting" if precision == "int8"
+                    else "choose one of those, or another runtime with --backend")
+        super().__init__(f"precision {precision}: {backend} runs {', '.join(self.offered)} here; {note}")
+
+
 class Backend:
     """A loaded model with one input and one output.
 
-    Subclasses set `name`, `precision` ("f32", "f16", "bf16", "int8"), `input_name`, `output_name`,
-    `input_shape` (ints, None where dynamic) and `max_batch` (the largest N one `run` takes), and
-    implement `_run` and `close`. `output_shape` is set where the runtime reports it (None: unknown).
+    Subclasses set `name`, `precision` (one of PRECISIONS), `input_name`, `output_name`,
+    `input_shape` (ints, None where dynamic), `max_batch` (the largest N one `run` takes) and
+    `metadata_props` (the model file's metadata, e.g. the livepose entry), implement `_run` and
+    `close`, and say which precisions they run here (`precisions`). `output_shape` is set where the
+    runtime reports it (None: unknown). `model_suffix` is the file they load.
     """
 
     name = "base"
+    model_suffix = ".onnx"
     precision = "f32"
     input_name = "image"
     output_name = "heatmaps"
     input_shape = (None, 3, None, None)
     output_shape = None
     max_batch = 1
+    metadata_props = {}
+
+    @classmethod
+    def precisions(cls, model_path):
+        """The precisions this runtime can run `model_path` in on this machine."""
+        return ("f32",)
+
+    @classmethod
+    def check_precision(cls, precision, model_path):
+        """PrecisionUnsupported unless `precision` (None: the runtime's default) runs here."""
+        offered = cls.precisions(model_path)
+        if precision is not None and precision not in offered:
+            raise PrecisionUnsupported(precision, cls.name, offered)
 
     def run(self, batch):
         """(N, C, H, W) -> output array; N larger than `max_batch` is split into chunks here."""
@@ -55,11 +83,11 @@ class Backend:
 
 # name -> (module, class); modules import their runtime at load time, so import lazily.
 _BACKENDS = {
-    "onnxruntime": ("livepose.runtime.backends.onnxruntime", "OnnxRuntimeBackend"),
-    "openvino": ("livepose.runtime.backends.openvino", "OpenVinoBackend"),
     "tensorrt": ("livepose.tensorrt.backend", "TensorRTBackend"),
+    "openvino": ("livepose.runtime.backends.openvino", "OpenVinoBackend"),
+    "onnxruntime": ("livepose.runtime.backends.onnxruntime", "OnnxRuntimeBackend"),
 }
-BACKEND_NAMES = tuple(_BACKENDS)
+BACKEND_NAMES = tuple(_BACKENDS)  # also --backend auto's order (OpenVINO is faster than ORT on Intel CPUs)
 
 
 def backend_class(name):
@@ -72,52 +100,3 @@ def backend_class(name):
     except ImportError as error:
         raise BackendUnavailable(f"backend '{name}' is not available: {error}") from None
     return getattr(module, class_name)
-
-
-CPU_BACKENDS = ("openvino", "onnxruntime")  # auto's order after TensorRT: OpenVINO is faster on Intel CPUs
-
-
-def open_backend(model_path, backend="auto", precision=None, num_threads=None, max_batch=None):
-    """Load a model with the runtime `backend` ("auto" or one of BACKEND_NAMES).
-
-    auto: the TensorRT engine (`model_path` itself when it ends in .engine, else the .engine beside
-    the ONNX) when it loads here, else OpenVINO, else ONNX Runtime on the ONNX; each runtime passed
-    over is logged with the reason. precision None means the runtime's f32 (an engine's own precision
-    for TensorRT); a precision the chosen runtime cannot run raises BackendUnavailable.
-    """
-    path = Path(model_path)
-    if backend != "auto":
-        return _open(backend, path, precision, num_threads, max_batch)
-    engine = path if path.suffix == ".engine" else path.with_suffix(".engine")
-    if engine.is_file():
-        try:
-            return _open("tensorrt", engine, precision, num_threads, max_batch)
-        except Exception as error:  # any reason the engine cannot run here: fall back to the CPU, say why
-            log.warning("not using TensorRT engine %s: %s", engine, error)
-    onnx_path = path.with_suffix(".onnx") if path.suffix == ".engine" else path
-    if not onnx_path.is_file():
-        raise FileNotFoundError(f"model {onnx_path}: no such file")
-    reasons = []
-    for name in CPU_BACKENDS:
-        try:
-            return _open(name, onnx_path, precision, num_threads, max_batch)
-        except BackendUnavailable as error:
-            log.info("not using %s: %s", name, error)
-            reasons.append(str(error))
-    raise BackendUnavailable(
-        f"model {onnx_path}: no runtime can run it ({'; '.join(reasons)}); install one: pip install 'livepose[cpu]'"
-    )
-
-
-def _open(name, path, precision, num_threads, max_batch):
-    cls = backend_class(name)
-    if name == "tensorrt":  # an engine's precision and batch limit are fixed when it is built
-        loaded = cls(path)
-        if precision is not None and loaded.precision != precision:
-            loaded.close()
-            raise BackendUnavailable(f"engine {path} runs {loaded.precision}, not the precision asked for ({precision})")
-        return loaded
-    options = {"precision": precision or "f32", "num_threads": num_threads}
-    if max_batch is not None:
-        options["max_batch"] = max_batch
-    return cls(path, **options)

@@ -1,9 +1,7 @@
 """ONNX Runtime backend (CPU; the CUDA provider where onnxruntime-gpu is installed)."""
-import os
-
 import onnxruntime
 
-from livepose.runtime.backends import Backend, BackendUnavailable
+from livepose.runtime.backends import Backend
 
 
 def _dim(value):
@@ -14,10 +12,7 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, model_path, precision="f32", num_threads=None, max_batch=64, providers=None):
-        if precision != "f32":
-            raise BackendUnavailable(f"onnxruntime backend runs f32 models only, got precision {precision!r}")
-        if not os.path.isfile(model_path):
-            raise FileNotFoundError(f"model {model_path}: no such file")
+        self.check_precision(precision, model_path)
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # warnings about unused initializers are noise to users
@@ -41,7 +36,6 @@ class OnnxRuntimeBackend(Backend):
         fixed_batch = self.input_shape[0]
         self.max_batch = fixed_batch if fixed_batch else max_batch
         self.precision = precision
-        self.metadata_props = dict(self.session.get_modelmeta().custom_metadata_map)
 
     def _run(self, batch):
         return self.session.run([self.output_name], {self.input_name: batch})[0]

@@ -10,16 +10,13 @@ recompilation (reshape + compile per N would take hundreds of ms). Performance h
 estimator makes one synchronous request per frame, and THROUGHPUT's extra streams only help
 several requests in flight.
 """
-import os
-
 import openvino
 
-from livepose.runtime.backends import Backend, BackendUnavailable
+from livepose.runtime.backends import Backend
 
-# our names -> OpenVINO element types for INFERENCE_PRECISION_HINT
-PRECISIONS = {"f32": "f32", "bf16": "bf16", "f16": "f16"}
-# OPTIMIZATION_CAPABILITIES entries that say a precision runs natively
-_CAPABILITY = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
+# OPTIMIZATION_CAPABILITIES entries that say a precision runs natively (our names are also
+# OpenVINO's element type names for INFERENCE_PRECISION_HINT)
+_CAPABILITY = {"f32": "FP32", "f16": "FP16", "bf16": "BF16"}
 _READBACK = {"f32": "f32", "float32": "f32", "bf16": "bf16", "bfloat16": "bf16", "f16": "f16", "float16": "f16"}
 
 
@@ -28,26 +25,20 @@ def _dims(partial_shape):
     return tuple(d.get_length() if d.is_static else None for d in partial_shape)
 
 
-def cpu_supports(precision, device="CPU"):
-    """True when the device lists the precision among its optimisation capabilities."""
-    capabilities = openvino.Core().get_property(device, "OPTIMIZATION_CAPABILITIES")
-    return _CAPABILITY[precision] in capabilities
-
-
 class OpenVinoBackend(Backend):
     name = "openvino"
+    device = "CPU"
 
-    def __init__(self, model_path, precision="f32", num_threads=None, max_batch=64, device="CPU"):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision: expected one of {tuple(PRECISIONS)} for openvino, got {precision!r}")
-        if not os.path.isfile(model_path):
-            raise FileNotFoundError(f"model {model_path}: no such file")
+    @classmethod
+    def precisions(cls, model_path):
+        """f32, and f16 / bf16 where the CPU lists them among its optimisation capabilities."""
+        capabilities = openvino.Core().get_property(cls.device, "OPTIMIZATION_CAPABILITIES")
+        return tuple(name for name, capability in _CAPABILITY.items() if capability in capabilities)
+
+    def __init__(self, model_path, precision="f32", num_threads=None, max_batch=64):
+        self.check_precision(precision, model_path)
+        device = self.device
         core = openvino.Core()
-        if not cpu_supports(precision, device):
-            raise BackendUnavailable(
-                f"openvino {device}: precision {precision!r} is not supported on this CPU "
-                f"(capabilities {list(core.get_property(device, 'OPTIMIZATION_CAPABILITIES'))}); use precision 'f32'"
-            )
         try:
             model = core.read_model(str(model_path))
         except Exception as error:  # OpenVINO raises a generic RuntimeError for unreadable files
@@ -66,7 +57,7 @@ class OpenVinoBackend(Backend):
             model.reshape({model.inputs[0]: openvino.PartialShape(bounded)})
 
         config = {
-            "INFERENCE_PRECISION_HINT": PRECISIONS[precision],
+            "INFERENCE_PRECISION_HINT": precision,
             "PERFORMANCE_HINT": "LATENCY",
         }
         if num_threads:

@@ -11,7 +11,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from livepose.runtime.backends import BACKEND_NAMES, BackendUnavailable, backend_class, open_backend
+from livepose.runtime.backends import BACKEND_NAMES, PrecisionUnsupported, backend_class
+from livepose.runtime.open_model import open_model
 
 openvino_backend = pytest.importorskip("livepose.runtime.backends.openvino", reason="needs openvino: pip install 'livepose[cpu]'")
 OnnxRuntimeBackend = backend_class("onnxruntime")
@@ -57,14 +58,14 @@ def test_openvino_f32_is_explicit_where_the_cpu_defaults_to_bf16(r18_onnx):
 
     core = openvino.Core()
     default = core.compile_model(core.read_model(str(r18_onnx)), "CPU").get_property("INFERENCE_PRECISION_HINT")
-    expected_default = "bf16" if openvino_backend.cpu_supports("bf16") else "f32"
+    expected_default = "bf16" if "bf16" in OpenVinoBackend.precisions(r18_onnx) else "f32"
     assert openvino_backend._READBACK[default.get_type_name()] == expected_default
     with OpenVinoBackend(r18_onnx, precision="f32") as backend:
         assert backend.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "f32"
 
 
 def test_openvino_bf16_precision_read_back(r18_onnx, crops, ort_heatmaps):
-    if not openvino_backend.cpu_supports("bf16"):
+    if not "bf16" in OpenVinoBackend.precisions(r18_onnx):
         pytest.skip("this CPU has no bf16 support (needs AVX512-BF16 or AMX)")
     with OpenVinoBackend(r18_onnx, precision="bf16") as backend:
         assert backend.precision == "bf16"
@@ -74,11 +75,12 @@ def test_openvino_bf16_precision_read_back(r18_onnx, crops, ort_heatmaps):
     assert 0 < error < 0.1  # bf16 really ran (not f32), and stays close; measured ~1e-2
 
 
-def test_bf16_refused_clearly_by_onnxruntime(r18_onnx):
-    with pytest.raises(BackendUnavailable, match="onnxruntime backend runs f32 models only"):
+def test_a_precision_a_runtime_lacks_is_refused_naming_what_it_runs(r18_onnx):
+    with pytest.raises(PrecisionUnsupported, match="precision bf16: onnxruntime runs f32 here"):
         OnnxRuntimeBackend(r18_onnx, precision="bf16")
-    with pytest.raises(ValueError, match="precision: expected one of"):
-        OpenVinoBackend(r18_onnx, precision="int4")
+    offered = ", ".join(OpenVinoBackend.precisions(r18_onnx))
+    with pytest.raises(PrecisionUnsupported, match=f"precision int8: openvino runs {offered} here; INT8 comes from an INT8 model file"):
+        OpenVinoBackend(r18_onnx, precision="int8")
 
 
 @pytest.mark.parametrize("name", ["onnxruntime", "openvino"])
@@ -113,7 +115,7 @@ def two_output_model(path):
 def test_bad_model_files(tmp_path, name):
     cls = backend_class(name)
     with pytest.raises(FileNotFoundError, match="missing.onnx: no such file"):
-        cls(tmp_path / "missing.onnx")
+        open_model(tmp_path / "missing.onnx", backend=name)
     empty = tmp_path / "empty.onnx"
     empty.write_bytes(b"")
     with pytest.raises(ValueError, match="empty.onnx"):
@@ -127,12 +129,12 @@ def test_bad_model_files(tmp_path, name):
 
 
 def test_open_backend_auto_prefers_openvino(r18_onnx):
-    with open_backend(r18_onnx) as backend:
+    with open_model(r18_onnx).backend as backend:
         assert backend.name == "openvino" and backend.precision == "f32"
-    with open_backend(r18_onnx, backend="onnxruntime", max_batch=4) as backend:
+    with open_model(r18_onnx, backend="onnxruntime", max_batch=4).backend as backend:
         assert backend.name == "onnxruntime" and backend.max_batch == 4
     with pytest.raises(ValueError, match="backend: expected one of"):
-        open_backend(r18_onnx, backend="tflite")
+        open_model(r18_onnx, backend="tflite")
     assert set(BACKEND_NAMES) == {"onnxruntime", "openvino", "tensorrt"}
 
 
@@ -142,14 +144,14 @@ def test_open_backend_auto_falls_back_from_an_unusable_engine(r18_onnx, tmp_path
     model.write_bytes(r18_onnx.read_bytes())
     (tmp_path / "pose.engine").write_bytes(b"not a TensorRT plan")
     with caplog.at_level(logging.WARNING, logger="livepose.runtime.backends"):
-        with open_backend(model) as backend:
+        with open_model(model).backend as backend:
             assert backend.name == "openvino"
     assert any("not using TensorRT engine" in r.getMessage() and "pose.engine" in r.getMessage() for r in caplog.records)
     # asking for the engine itself also falls back to the ONNX beside it
-    with open_backend(tmp_path / "pose.engine") as backend:
+    with open_model(tmp_path / "pose.engine").backend as backend:
         assert backend.name == "openvino"
 
 
 def test_open_backend_missing_model(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing.onnx"):
-        open_backend(tmp_path / "nothing.onnx")
+        open_model(tmp_path / "nothing.onnx")

@@ -17,17 +17,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from conftest import shared_path
 from livepose.files import sha256_of
-from livepose.runtime.detector import (
-    KNOWN_DETECTORS,
-    DetectorLayoutError,
-    Letterbox,
-    PersonDetector,
-    decode_yolox,
-    identify_layout,
-    letterbox,
-    nms,
-    yolox_grid,
-)
+from livepose.runtime.detector import Letterbox, PersonDetector, decode_yolox, letterbox, nms, yolox_grid
+from livepose.runtime.detector_layout import KNOWN_DETECTORS, DetectorLayoutError, identify_layout
 
 # Boxes drawn by hand (x1, y1, x2, y2, frame pixels) around the people a person would count.
 PEOPLE = {
@@ -98,6 +89,11 @@ def test_bad_frames_refused(yolox_detector):
 
 # --- letterbox geometry ---
 
+def to_input(box, boxes):
+    """(N, 4) x1, y1, x2, y2 frame pixels -> detector input pixels, by the Letterbox's definition."""
+    return np.asarray(boxes, dtype=np.float64) * box.ratio + np.array(box.pad * 2, dtype=np.float64)
+
+
 @pytest.mark.parametrize("frame_hw", [(1080, 810), (720, 1280), (342, 548), (416, 416), (100, 900), (5, 3), (2, 3000)])
 @pytest.mark.parametrize("centered", [True, False])
 def test_letterbox_places_the_frame_where_its_map_says(frame_hw, centered):
@@ -112,7 +108,7 @@ def test_letterbox_places_the_frame_where_its_map_says(frame_hw, centered):
     # the white rectangle appears where to_input puts it, to within a resampled pixel
     ys, xs = np.nonzero(image[:, :, 0] > 127)
     found = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], float)
-    np.testing.assert_allclose(found, box.to_input([[x1, y1, x2, y2]])[0], atol=1.0 + box.ratio)
+    np.testing.assert_allclose(found, to_input(box, [[x1, y1, x2, y2]])[0], atol=1.0 + box.ratio)
     # the padding is grey 114, and the frame area is the padding's complement
     content = np.zeros(input_size, bool)
     left, top = box.pad
@@ -125,14 +121,14 @@ def test_letterbox_places_the_frame_where_its_map_says(frame_hw, centered):
     else:  # centred: the padding is split, the odd pixel at the far side
         assert abs(left - (input_size[1] - new_w - left)) <= 1
         assert abs(top - (input_size[0] - new_h - top)) <= 1
-    np.testing.assert_allclose(box.to_frame(box.to_input([rect]))[0], rect, atol=1e-9)
+    np.testing.assert_allclose(box.to_frame(to_input(box, [rect]))[0], rect, atol=1e-9)
 
 
 def test_letterbox_round_trip_of_boxes():
     box = Letterbox(0.385, (0, 52))
     boxes = np.array([[0.0, 0.0, 810.0, 1080.0], [12.5, 400.25, 99.0, 700.0]])
-    np.testing.assert_allclose(box.to_frame(box.to_input(boxes)), boxes, atol=1e-9)
-    np.testing.assert_allclose(box.to_input([[0, 0, 810, 1080]])[0], [0, 52, 311.85, 467.8])
+    np.testing.assert_allclose(box.to_frame(to_input(box, boxes)), boxes, atol=1e-9)
+    np.testing.assert_allclose(to_input(box, [[0, 0, 810, 1080]])[0], [0, 52, 311.85, 467.8])
 
 
 # --- decode and NMS ---

@@ -14,7 +14,7 @@ from livepose.runtime.model_files import (
     DETECTOR, POSE_CHECKPOINTS, FetchError, ModelNotFound, PublishedFile, cache_dir, fetch_models,
     obtain_file, resolve_models,
 )
-from livepose.stream.sources import MediaError
+from livepose.files import MediaError
 
 
 @pytest.fixture

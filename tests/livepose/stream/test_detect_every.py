@@ -123,11 +123,11 @@ class BoxFollowingEstimator:
 
 
 def test_pose_tracker_feeds_previous_poses_back_as_boxes():
-    from livepose.stream.detect_every import PoseTracker
+    from livepose.stream.detect_every import DetectAndPose
 
     detector = CountingDetector([[100, 50, 140, 150]])
     estimator = BoxFollowingEstimator()
-    tracker = PoseTracker(detector, estimator, detect_every=4)
+    tracker = DetectAndPose(detector, estimator, detect_every=4)
     for t in range(8):
         times = {}
         estimator.position = 100.0 + 5 * t

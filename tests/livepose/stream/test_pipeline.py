@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from livepose.stream.pipeline import LatestFrameReader, PipelineStats, run_pipeline, timed
+from livepose.stream.pipeline import LatestFrameReader, PipelineStats, run_pipeline
+from livepose.timing import timed
 
 
 def numbered_frames(count, log, max_sleep=0.002, fail_at=None):

@@ -10,7 +10,7 @@ import pytest
 
 from livepose.stream.sinks import AnnotatedImageWriter, CocoResultsWriter, JsonlWriter, coco_image_id
 from livepose.core.types import Poses
-from livepose.stream.sources import MediaError
+from livepose.files import MediaError
 
 
 def random_poses(count, seed=0):

@@ -11,10 +11,10 @@ STAGES = {"read", "detect", "crop", "pose", "decode", "draw", "write"}
 
 
 def bench_args(argv):
-    from livepose.stream.bench import add_bench_arguments
+    from livepose.cli.bench import add_arguments
 
     parser = argparse.ArgumentParser()
-    add_bench_arguments(parser)
+    add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -22,7 +22,8 @@ def bench_args(argv):
 @pytest.mark.parametrize("backend, detect_every", [("onnxruntime", 1), ("openvino", 3)])
 def test_bench_json_has_every_key_and_sane_values(tmp_path, r18_onnx, yolox_nano, backend, detect_every, capsys):
     pytest.importorskip(backend)
-    from livepose.stream.bench import peak_rss_mb, run_bench
+    from livepose.cli.bench import run as run_bench
+    from livepose.stream.bench import peak_rss_mb
 
     video = shared_path("videos", "opencv_vtest.avi")
     out = tmp_path / "bench.json"
@@ -57,7 +58,7 @@ def test_bench_json_has_every_key_and_sane_values(tmp_path, r18_onnx, yolox_nano
     (["--detect-every", "0"], "--detect-every"),
 ])
 def test_bench_refuses_bad_settings_before_loading_models(tmp_path, extra, message):
-    from livepose.stream.bench import run_bench
+    from livepose.cli.bench import run as run_bench
 
     video = shared_path("videos", "opencv_vtest.avi")
     missing_model = tmp_path / "absent.onnx"  # never reached: the settings are checked first
@@ -66,7 +67,7 @@ def test_bench_refuses_bad_settings_before_loading_models(tmp_path, extra, messa
 
 
 def test_bench_names_a_missing_video(tmp_path):
-    from livepose.stream.bench import run_bench
+    from livepose.cli.bench import run as run_bench
 
     with pytest.raises(ValueError, match="missing.avi: no such file"):
         run_bench(bench_args([str(tmp_path / "missing.avi"), "--no-fetch"]))

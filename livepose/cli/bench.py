@@ -1,0 +1,46 @@
+"""`livepose bench VIDEO`: time every stage of `livepose video`'s stream on a video file."""
+import json
+from pathlib import Path
+
+from livepose.cli.common import add_detect_every, add_model_arguments, drawing_of, load_models
+from livepose.stream.bench import DEFAULT_MAX_FRAMES, DEFAULT_WARMUP
+
+NAME = "bench"
+HELP = "time every pipeline stage on a video"
+DESCRIPTION = ("Time every stage of the pipeline (read, detect, crop, pose, decode, draw, write) on a video file with "
+               "the chosen runtime and precision.")
+
+
+def add_arguments(parser):
+    parser.add_argument("video", help="video file to run over (e.g. ../shared/data/videos/opencv_vtest.avi)")
+    parser.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES, metavar="N",
+                        help=f"frames to time (default {DEFAULT_MAX_FRAMES})")
+    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, metavar="N",
+                        help=f"untimed runs on the first frame before timing (default {DEFAULT_WARMUP})")
+    add_detect_every(parser)
+    parser.add_argument("--json", type=Path, metavar="F.json", help="also write the results as JSON")
+    parser.add_argument("--out", type=Path, metavar="OUT.mp4", help="keep the annotated video (default: discarded)")
+    add_model_arguments(parser)
+
+
+def run(args):
+    """Run, print the report, write --json atomically. Returns the exit code."""
+    from livepose.files import check_readable_file, check_writable, write_atomic
+    from livepose.stream.bench import benchmark_video, check_settings, format_result
+
+    # user errors surface before the (slow) model loading
+    check_settings(args.max_frames, args.warmup, args.detect_every)
+    check_readable_file(args.video, "video")
+    if args.json is not None:
+        check_writable(args.json, "JSON output")
+    estimator = load_models(args)
+    try:
+        result = benchmark_video(args.video, estimator, max_frames=args.max_frames, detect_every=args.detect_every,
+                                 warmup=args.warmup, out=args.out, drawing=drawing_of(args))
+    finally:
+        estimator.close()
+        estimator.detector.close()
+    print(format_result(result))
+    if args.json is not None:
+        write_atomic(args.json, (json.dumps(result.to_dict(), indent=2) + "\n").encode())
+    return 0
