@@ -61,88 +61,13 @@ def run_pipeline(frames, infer, sink, queue_size=4, live=False):
     """
     if queue_size < 1:
         raise ValueError(f"queue_size: expected an integer >= 1, got {queue_size!r}")
-    stop = threading.Event()
-    errors = []
-    totals = {}
-    iterator = iter(frames)
-    results = queue.Queue(maxsize=1 if live else queue_size)
-
-    def put(q, item):
-        """Put unless stopping; False if the run is stopping."""
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=_POLL_S)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def get(q, stopped):
-        """Next item, or `stopped` if the run is stopping."""
-        while not stop.is_set():
-            try:
-                return q.get(timeout=_POLL_S)
-            except queue.Empty:
-                continue
-        return stopped
-
-    def guarded(stage):
-        def body():
-            try:
-                stage()
-            except BaseException as error:  # handed to the caller, which re-raises it
-                errors.append(error)
-                stop.set()
-        return body
-
-    def next_frame():
-        """(frame, times) from the source, or _END when it is exhausted."""
-        times = {}
-        with timed(times, "read"):
-            frame = next(iterator, _END)
-        return frame, times
-
-    def read_ahead(decoded):
-        try:
-            while not stop.is_set():
-                frame, times = next_frame()
-                if frame is _END or not put(decoded, (frame, times)):
-                    break
-        finally:
-            _close(iterator)
-            put(decoded, (_END, None))
-
-    def inference(decoded):
-        while True:
-            frame, times = get(decoded, (_END, None)) if decoded is not None else next_frame()
-            if frame is _END:
-                break
-            result = infer(frame, times)
-            if not put(results, (frame, result, times)):
-                return
-        put(results, (_END, None, None))
-
-    if live:
-        def infer_live():
-            try:
-                inference(None)
-            finally:
-                _close(iterator)
-        threads = [threading.Thread(target=guarded(infer_live), name="livepose-infer", daemon=True)]
-    else:
-        decoded = queue.Queue(maxsize=queue_size)
-        threads = [
-            threading.Thread(target=guarded(lambda: read_ahead(decoded)), name="livepose-read", daemon=True),
-            threading.Thread(target=guarded(lambda: inference(decoded)), name="livepose-infer", daemon=True),
-        ]
-
-    count = 0
+    run = _Run(frames, infer, live, queue_size)
+    count, totals = 0, {}
     start = time.perf_counter()
-    for thread in threads:
-        thread.start()
+    threads = run.start_threads()
     try:
         while True:
-            frame, result, times = get(results, (_END, None, None))
+            frame, result, times = run.get(run.results, (_END, None, None))
             if frame is _END:
                 break
             try:
@@ -154,18 +79,106 @@ def run_pipeline(frames, infer, sink, queue_size=4, live=False):
                 totals[stage] = totals.get(stage, 0.0) + seconds
     finally:
         seconds = time.perf_counter() - start
-        stop.set()
-        if live:  # wakes an inference thread waiting for a camera that has stopped delivering
-            _close(iterator)
-        for thread in threads:
-            thread.join(_JOIN_S)
-        stuck = [t.name for t in threads if t.is_alive()]
-    if errors:
-        raise errors[0]
+        stuck = run.stop_threads(threads)
+    if run.errors:
+        raise run.errors[0]
     if stuck:
         raise PipelineError(f"pipeline stages {stuck} did not stop within {_JOIN_S:.0f} s (a blocked source read?)")
     stages_ms = {stage: 1000.0 * totals[stage] / count for stage in totals} if count else {}
     return PipelineStats(frames=count, dropped=getattr(frames, "dropped", 0), seconds=seconds, stages_ms=stages_ms)
+
+
+class _Run:
+    """The shared state of one pipeline run and its stage threads: the stop flag, the first
+    errors, the source iterator and the results queue."""
+
+    def __init__(self, frames, infer, live, queue_size):
+        self.stop = threading.Event()
+        self.errors = []
+        self.iterator = iter(frames)
+        self.infer, self.live, self.queue_size = infer, live, queue_size
+        self.results = queue.Queue(maxsize=1 if live else queue_size)
+
+    def put(self, q, item):
+        """Put unless stopping; False if the run is stopping."""
+        while not self.stop.is_set():
+            try:
+                q.put(item, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(self, q, stopped):
+        """Next item, or `stopped` if the run is stopping."""
+        while not self.stop.is_set():
+            try:
+                return q.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+        return stopped
+
+    def guarded(self, stage):
+        def body():
+            try:
+                stage()
+            except BaseException as error:  # handed to the caller, which re-raises it
+                self.errors.append(error)
+                self.stop.set()
+        return body
+
+    def next_frame(self):
+        """(frame, times) from the source, or _END when it is exhausted."""
+        times = {}
+        with timed(times, "read"):
+            frame = next(self.iterator, _END)
+        return frame, times
+
+    def read_ahead(self, decoded):
+        try:
+            while not self.stop.is_set():
+                frame, times = self.next_frame()
+                if frame is _END or not self.put(decoded, (frame, times)):
+                    break
+        finally:
+            _close(self.iterator)
+            self.put(decoded, (_END, None))
+
+    def inference(self, decoded):
+        while True:
+            frame, times = self.get(decoded, (_END, None)) if decoded is not None else self.next_frame()
+            if frame is _END:
+                break
+            result = self.infer(frame, times)
+            if not self.put(self.results, (frame, result, times)):
+                return
+        self.put(self.results, (_END, None, None))
+
+    def infer_live(self):
+        try:
+            self.inference(None)
+        finally:
+            _close(self.iterator)
+
+    def start_threads(self):
+        if self.live:
+            stages = {"livepose-infer": self.infer_live}
+        else:
+            decoded = queue.Queue(maxsize=self.queue_size)
+            stages = {"livepose-read": lambda: self.read_ahead(decoded), "livepose-infer": lambda: self.inference(decoded)}
+        threads = [threading.Thread(target=self.guarded(stage), name=name, daemon=True) for name, stage in stages.items()]
+        for thread in threads:
+            thread.start()
+        return threads
+
+    def stop_threads(self, threads):
+        """Stop every stage and wait for it; the names of threads still running after _JOIN_S."""
+        self.stop.set()
+        if self.live:  # wakes an inference thread waiting for a camera that has stopped delivering
+            _close(self.iterator)
+        for thread in threads:
+            thread.join(_JOIN_S)
+        return [t.name for t in threads if t.is_alive()]
 
 
 def _close(iterator):

@@ -1,4 +1,4 @@
-"""OpenVINO backend (CPU): f32, or bf16 on CPUs with AVX512-BF16 or AMX.
+"""OpenVINO backend (CPU): f32, and f16 / bf16 where the CPU lists them (AVX512-BF16, AMX, AVX512-FP16).
 
 The precision is always set explicitly: OpenVINO's CPU plugin runs bf16 by default on CPUs that
 support it, so an unset hint would silently change the numbers. The compiled model's precision is
