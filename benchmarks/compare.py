@@ -136,10 +136,11 @@ def worker_yolo_pose(spec):
     import cv2
     import numpy as np
 
-    from livepose.runtime.backends import open_backend
+    from livepose.runtime.backends import backend_class
     from livepose.runtime.detector import letterbox, nms
 
-    backend = open_backend(spec["yolo_pose"], "openvino")
+    # a foreign model (no livepose metadata, not a person detector): loaded by the runtime directly
+    backend = backend_class("openvino")(spec["yolo_pose"])
     height, width = backend.input_shape[2:]
     capture = cv2.VideoCapture(spec["video"])
 
