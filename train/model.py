@@ -93,11 +93,3 @@ class PoseNet(nn.Layer):
 
 def build_model(config):
     return PoseNet(config.depth, config.num_keypoints, config.deconv_channels)
-
-
-def count_parameters(model):
-    """All parameters, BatchNorm statistics included (Paddle keeps them as non-trainable parameters),
-    as paddle.summary counts them."""
-    return sum(int(p.numel()) for p in model.parameters())
-
-
