@@ -9,6 +9,7 @@ runtime's own functions (livepose.core.crops / decode / geometry), so the AP mea
 import contextlib
 import io
 import json
+import numbers
 import os
 import sys
 from dataclasses import dataclass
@@ -17,27 +18,57 @@ import cv2
 import numpy as np
 
 from livepose.runtime.backends import BackendUnavailable, backend_class
-from livepose.core.crops import crop_persons, normalize_crops
+from livepose.core.coco import rescore
+from livepose.core.crops import crop_persons, model_input
 from livepose.files import write_atomic
 from livepose.core.decode import REFINEMENTS, decode_heatmaps
 from livepose.core.geometry import PIXEL_STD, box_to_center_scale, heatmap_to_frame, warp_points
-from livepose.core.metadata import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, ModelMetadataError, read_onnx_metadata
+from livepose.core.metadata import ModelMetadataError, PoseModelMeta, read_onnx_metadata
 from livepose.core.skeleton import NUM_KEYPOINTS, OKS_SIGMAS, flip_permutation
 
 from .checkpoint import CheckpointError
-from .dataset import DatasetError, load_coco_persons
+from .dataset import COLOR_ORDER, DatasetError, load_coco_persons
 from .model import CONFIGS, get_config
 from .targets import generate_targets
 
 PERSON_CATEGORY = 1
 # pycocotools' COCOeval.summarize() order for iouType "keypoints" (_summarizeKps, maxDets 20)
 METRIC_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
-RESCORE_THRESHOLD = 0.2   # SimpleBaselines' in_vis_thre: keypoints above it make the person score
 OKS_NMS_THRESHOLD = 0.9   # SimpleBaselines' oks_thre
 
 
 class EvaluationError(ValueError):
-    """Bad evaluation input: a missing or malformed annotation, image or detection file."""
+    """Bad evaluation input: a missing or malformed annotation, image or detection file, or a bad setting."""
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How to evaluate: which person boxes, flip test, sub-pixel decode, batching, what to write."""
+
+    boxes: str = None                 # None: ground-truth boxes (HRNet's validation); else a COCO detection file
+    box_score_threshold: float = 0.0  # SimpleBaselines keeps every detection; COCOeval's maxDets 20 cuts the tail
+    flip: bool = False                # off: the runtime does not flip, so the AP is the runtime's
+    refine: str = "quarter"           # SimpleBaselines' quarter-pixel shift, the runtime's default
+    batch_size: int = 32              # crops per network call: fills a GPU, bounds memory on CPU
+    results_out: str = None           # where to write the COCO results JSON (atomically); None: nowhere
+    progress: bool = False            # a progress bar on stderr; the CLI turns it on for a terminal
+
+    def __post_init__(self):
+        if self.refine not in REFINEMENTS:
+            raise EvaluationError(f"refine: expected one of {REFINEMENTS}, got {self.refine!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, numbers.Integral) or self.batch_size < 1:
+            raise EvaluationError(f"batch_size (--batch-size): expected a positive integer, got {self.batch_size!r}")
+        if isinstance(self.box_score_threshold, bool) or not isinstance(self.box_score_threshold, numbers.Real):
+            raise EvaluationError(
+                f"box_score_threshold (--box-score-threshold): expected a number, got {self.box_score_threshold!r}"
+            )
+
+
+def fit_model_meta(config, color_order=COLOR_ORDER):
+    """What a network `fit` trained takes: crops in `color_order`, ImageNet-normalised (PoseModelMeta's
+    defaults, as train.dataset normalises), and the config's target sigma for DARK."""
+    return PoseModelMeta(architecture=config.architecture, config=config.name, input_size=config.input_size,
+                         heatmap_size=config.heatmap_size, color_order=color_order, sigma=config.sigma)
 
 
 @dataclass(frozen=True)
@@ -196,18 +227,6 @@ def flip_heatmaps_back(heatmaps):
 # rescoring and OKS-NMS
 
 
-def rescore(box_scores, keypoint_scores, threshold=RESCORE_THRESHOLD):
-    """SimpleBaselines' person score: box score x mean of the keypoint scores above threshold (0 if none).
-
-    box_scores (N,), keypoint_scores (N, K) -> (N,).
-    """
-    keypoint_scores = np.asarray(keypoint_scores, dtype=np.float64)
-    confident = keypoint_scores > threshold
-    count = confident.sum(axis=1)
-    mean = np.where(count > 0, (keypoint_scores * confident).sum(axis=1) / np.maximum(count, 1), 0.0)
-    return np.asarray(box_scores, dtype=np.float64) * mean
-
-
 def oks_matrix(keypoints, areas, sigmas=OKS_SIGMAS):
     """Pairwise OKS (N, N) of N poses as SimpleBaselines' oks_iou: all K joints, area = mean of the two.
 
@@ -243,74 +262,88 @@ def oks_nms(keypoints, scores, areas, threshold=OKS_NMS_THRESHOLD, sigmas=OKS_SI
 # prediction
 
 
-def predict_keypoints(heatmap_fn, persons, paths, config, flip=False, refine="quarter", sigma=None,
-                      color_order="RGB", mean=IMAGENET_MEAN_RGB, std=IMAGENET_STD_RGB, batch_size=32,
-                      progress=False):
+def predict_keypoints(heatmap_fn, persons, paths, config, settings=EvalSettings(), model_meta=None):
     """Keypoints of every person: crops -> heatmap_fn -> (flip average) -> decode -> warp back.
 
     heatmap_fn(batch (B, 3, H, W) float32, affines (B, 2, 3) frame -> crop, person indices (B,))
-    -> heatmaps (B, K, h, w). Returns keypoints (N, K, 2) frame px and scores (N, K).
+    -> heatmaps (B, K, h, w). model_meta: the PoseModelMeta that says how crops become `batch` and
+    which sigma DARK decodes with; None: fit_model_meta(config). Returns keypoints (N, K, 2) frame px
+    and scores (N, K).
     """
-    if refine not in REFINEMENTS:
-        raise EvaluationError(f"refine: expected one of {REFINEMENTS}, got {refine!r}")
-    input_size, heatmap_size = tuple(config.input_size), tuple(config.heatmap_size)
-    sigma = config.sigma if sigma is None else sigma
-    centers, scales = persons.centers, persons.scales
+    model_meta = fit_model_meta(config) if model_meta is None else model_meta
     keypoints = np.zeros((len(persons), NUM_KEYPOINTS, 2))
     scores = np.zeros((len(persons), NUM_KEYPOINTS), dtype=np.float32)
-    swap_channels = color_order == "RGB"  # cv2 reads BGR
-
-    def run(batch, affines, indices):
-        heatmaps = np.concatenate([
-            np.asarray(heatmap_fn(batch[i : i + batch_size], affines[i : i + batch_size], indices[i : i + batch_size]),
-                       dtype=np.float32)
-            for i in range(0, len(batch), batch_size)
-        ])
-        if heatmaps.shape[0] != len(batch) or tuple(heatmaps.shape[2:]) != heatmap_size:
-            raise EvaluationError(
-                f"model output: expected heatmaps of shape ({len(batch)}, K, {heatmap_size[0]}, {heatmap_size[1]}) "
-                f"for config {config.name}, got {heatmaps.shape}"
-            )
-        return heatmaps
-
-    def flush(pending):
-        # pending: per image (indices, crops, affines[, mirrored crops, mirrored affines])
-        indices, batch, affines, *mirror = (np.concatenate(column) for column in zip(*pending))
-        heatmaps = run(batch, affines, indices)
-        if flip:
-            heatmaps = 0.5 * (heatmaps + flip_heatmaps_back(run(*mirror, indices)))
-        coords, peak = decode_heatmaps(heatmaps, refine=refine, sigma=sigma)
-        keypoints[indices] = heatmap_to_frame(coords, centers[indices], scales[indices], heatmap_size)
+    for indices, batch, affines, *mirror in _image_groups(persons, paths, config, settings, model_meta):
+        heatmaps = _network_heatmaps(heatmap_fn, batch, affines, indices, config, settings.batch_size)
+        if settings.flip:
+            mirrored = _network_heatmaps(heatmap_fn, *mirror, indices, config, settings.batch_size)
+            heatmaps = 0.5 * (heatmaps + flip_heatmaps_back(mirrored))
+        coords, peak = decode_heatmaps(heatmaps, refine=settings.refine, sigma=model_meta.sigma)
+        keypoints[indices] = heatmap_to_frame(coords, persons.centers[indices], persons.scales[indices],
+                                              tuple(config.heatmap_size))
         scores[indices] = peak
+    return keypoints, scores
 
+
+def _image_groups(persons, paths, config, settings, model_meta):
+    """Model inputs of whole images, grouped until a group holds at least settings.batch_size persons
+    (the last one may hold fewer). Yields (person indices (B,), inputs (B, 3, H, W), affines (B, 2, 3)),
+    with settings.flip followed by the mirrored crops' inputs and affines."""
+    pending, count = [], 0
+    for start, stop in _image_spans(persons, settings.progress):
+        path = paths[int(persons.image_ids[start])]
+        pending.append(_image_inputs(path, persons, np.arange(start, stop), config, settings.flip, model_meta))
+        count += stop - start
+        if count >= settings.batch_size:
+            yield tuple(np.concatenate(column) for column in zip(*pending))
+            pending, count = [], 0
+    if pending:
+        yield tuple(np.concatenate(column) for column in zip(*pending))
+
+
+def _image_spans(persons, progress):
+    """(start, stop) of each image's persons (Persons are grouped by image), through a tqdm bar if progress."""
     if len(persons) == 0:
-        return keypoints, scores
+        return []
     starts = np.flatnonzero(np.r_[True, persons.image_ids[1:] != persons.image_ids[:-1]])
-    bounds = list(zip(starts, np.r_[starts[1:], len(persons)]))
+    spans = list(zip(starts, np.r_[starts[1:], len(persons)]))
     if progress:
         from tqdm import tqdm
 
-        bounds = tqdm(bounds, desc="evaluate", unit="img", file=sys.stderr)
-    pending, count = [], 0
-    for start, stop in bounds:
-        path = paths[int(persons.image_ids[start])]
-        frame = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-        if frame is None:
-            raise EvaluationError(f"image {path}: not a readable image")
-        indices = np.arange(start, stop)
-        crops, affines = crop_persons(frame, centers[indices], scales[indices], input_size)
-        entry = (indices, normalize_crops(crops, mean, std, swap_channels), affines)
-        if flip:
-            mirrored, mirrored_affines = crop_mirrored(frame, centers[indices], scales[indices], input_size)
-            entry += (normalize_crops(mirrored, mean, std, swap_channels), mirrored_affines)
-        pending.append(entry)
-        count += len(indices)
-        if count >= batch_size:
-            flush(pending)
-            pending, count = [], 0
-    if pending:
-        flush(pending)
-    return keypoints, scores
+        spans = tqdm(spans, desc="evaluate", unit="img", file=sys.stderr)
+    return spans
+
+
+def _image_inputs(path, persons, indices, config, flip, model_meta):
+    """One image's persons (indices (n,)) -> (indices, inputs (n, 3, H, W), affines (n, 2, 3)), with flip
+    followed by the mirrored crops' inputs and affines."""
+    frame = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)  # BGR, as model_input expects
+    if frame is None:
+        raise EvaluationError(f"image {path}: not a readable image")
+    input_size = tuple(config.input_size)
+    centers, scales = persons.centers[indices], persons.scales[indices]
+    crops, affines = crop_persons(frame, centers, scales, input_size)
+    inputs = (indices, model_input(crops, model_meta), affines)
+    if flip:
+        mirrored, mirrored_affines = crop_mirrored(frame, centers, scales, input_size)
+        inputs += (model_input(mirrored, model_meta), mirrored_affines)
+    return inputs
+
+
+def _network_heatmaps(heatmap_fn, batch, affines, indices, config, batch_size):
+    """heatmap_fn on at most batch_size crops a call -> heatmaps (B, K, h, w) float32, shape checked."""
+    heatmap_size = tuple(config.heatmap_size)
+    heatmaps = np.concatenate([
+        np.asarray(heatmap_fn(batch[i : i + batch_size], affines[i : i + batch_size], indices[i : i + batch_size]),
+                   dtype=np.float32)
+        for i in range(0, len(batch), batch_size)
+    ])
+    if heatmaps.shape[0] != len(batch) or tuple(heatmaps.shape[2:]) != heatmap_size:
+        raise EvaluationError(
+            f"model output: expected heatmaps of shape ({len(batch)}, K, {heatmap_size[0]}, {heatmap_size[1]}) "
+            f"for config {config.name}, got {heatmaps.shape}"
+        )
+    return heatmaps
 
 
 def oracle_heatmap_fn(persons, config):
@@ -382,47 +415,39 @@ def coco_keypoint_metrics(coco, results):
     return {name: float(value) for name, value in zip(METRIC_NAMES, evaluator.stats)}
 
 
-def _evaluate(make_heatmap_fn, config, ann_file, images_dir, boxes, flip, refine, sigma, color_order,
-              mean, std, batch_size, box_score_threshold, results_out, progress):
+def _evaluate(heatmap_fn_for, config, ann_file, images_dir, settings, model_meta):
+    """heatmap_fn_for(persons) -> the heatmap_fn predict_keypoints calls for those persons."""
     coco = load_coco(ann_file)
-    if boxes is None:
+    if settings.boxes is None:
         persons, paths = ground_truth_persons(ann_file, images_dir, config.input_size)
     else:
-        persons = load_detections(boxes, coco, config.input_size, box_score_threshold)
+        persons = load_detections(settings.boxes, coco, config.input_size, settings.box_score_threshold)
         paths = image_paths(coco, images_dir, persons.image_ids, ann_file)
-    keypoints, keypoint_scores = predict_keypoints(
-        make_heatmap_fn(persons), persons, paths, config, flip=flip, refine=refine, sigma=sigma,
-        color_order=color_order, mean=mean, std=std, batch_size=batch_size, progress=progress,
-    )
+    keypoints, keypoint_scores = predict_keypoints(heatmap_fn_for(persons), persons, paths, config, settings,
+                                                   model_meta)
     results = coco_results(persons, keypoints, keypoint_scores)
-    if results_out is not None:
-        write_atomic(results_out, json.dumps(results).encode("utf-8"))
+    if settings.results_out is not None:
+        write_atomic(settings.results_out, json.dumps(results).encode("utf-8"))
     return coco_keypoint_metrics(coco, results)
 
 
-def evaluate_model(predict_fn, config, ann_file, images_dir, boxes=None, flip=False, refine="quarter",
-                   color_order="RGB", mean=IMAGENET_MEAN_RGB, std=IMAGENET_STD_RGB, sigma=None, batch_size=32,
-                   box_score_threshold=0.0, results_out=None, progress=False):
+def evaluate_model(predict_fn, config, ann_file, images_dir, settings=EvalSettings(), model_meta=None):
     """COCO keypoint AP/AR of a pose network.
 
-    predict_fn: float32 (B, 3, H, W) normalised crops in `color_order` -> heatmaps (B, K, h, w)
-    (numpy or anything np.asarray takes). config: a PoseConfig (input/heatmap size, sigma for DARK).
-    boxes: None for ground-truth boxes, else a COCO detection results file (person boxes with
-    score >= box_score_threshold). results_out: where to write the COCO results JSON (atomically).
-    Returns {name: value} for METRIC_NAMES.
+    predict_fn: float32 (B, 3, H, W) model inputs -> heatmaps (B, K, h, w) (numpy or anything np.asarray
+    takes). config: a PoseConfig (input/heatmap size). model_meta: the PoseModelMeta that says what
+    predict_fn takes (colour order, normalisation) and its sigma; None: a network `fit` trained
+    (fit_model_meta). Returns {name: value} for METRIC_NAMES.
     """
     return _evaluate(lambda persons: lambda batch, affines, indices: predict_fn(batch), config, ann_file,
-                     images_dir, boxes, flip, refine, sigma, color_order, mean, std, batch_size,
-                     box_score_threshold, results_out, progress)
+                     images_dir, settings, model_meta)
 
 
-def evaluate_oracle(config, ann_file, images_dir, flip=False, refine="quarter", batch_size=32,
-                    results_out=None, progress=False):
+def evaluate_oracle(config, ann_file, images_dir, settings=EvalSettings()):
     """COCO keypoint AP of the ground truth rendered as training targets (no network): a check of the
     crop, decode and warp-back geometry. Ground-truth boxes only."""
-    return _evaluate(lambda persons: oracle_heatmap_fn(persons, config), config, ann_file, images_dir, None,
-                     flip, refine, None, "RGB", IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, batch_size, 0.0,
-                     results_out, progress)
+    return _evaluate(lambda persons: oracle_heatmap_fn(persons, config), config, ann_file, images_dir, settings,
+                     None)
 
 
 def paddle_predict_fn(model):
@@ -460,6 +485,7 @@ def add_arguments(parser):
 
 
 def _onnx_source(path, config):
+    """An exported model run with ONNX Runtime -> (predict_fn, its PoseModelMeta from the file)."""
     meta = read_onnx_metadata(path)
     for name in ("input_size", "heatmap_size"):
         if tuple(getattr(meta, name)) != tuple(getattr(config, name)):
@@ -471,14 +497,11 @@ def _onnx_source(path, config):
         backend = backend_class("onnxruntime")(path)
     except (FileNotFoundError, ValueError) as error:
         raise EvaluationError(str(error)) from None
-    if meta.normalization_in_graph:  # the graph takes 0-255 pixels: normalise by mean 0, std 1/255
-        mean, std = (0.0, 0.0, 0.0), (1 / 255.0,) * 3
-    else:
-        mean, std = meta.mean, meta.std
-    return backend.run, meta.color_order, mean, std, meta.sigma
+    return backend.run, meta
 
 
 def _checkpoint_source(path, config):
+    """A fit checkpoint run with Paddle -> (predict_fn, PoseModelMeta of the colour order it was trained in)."""
     from .checkpoint import load_checkpoint, load_model_state
     from .model import build_model
 
@@ -486,28 +509,25 @@ def _checkpoint_source(path, config):
     model = build_model(config)
     load_model_state(model, state, source=f"checkpoint {path}")
     model.eval()
-    return paddle_predict_fn(model), meta.color_order, IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, config.sigma
+    return paddle_predict_fn(model), fit_model_meta(config, meta.color_order)
 
 
 def run(args):
     try:
         config = get_config(args.config)
-        if args.batch_size < 1:
-            raise EvaluationError(f"--batch-size: expected a positive integer, got {args.batch_size}")
-        common = dict(flip=args.flip, refine=args.refine, batch_size=args.batch_size,
-                      results_out=args.results_out, progress=sys.stderr.isatty())
+        settings = EvalSettings(boxes=args.boxes, box_score_threshold=args.box_score_threshold, flip=args.flip,
+                                refine=args.refine, batch_size=args.batch_size, results_out=args.results_out,
+                                progress=sys.stderr.isatty())
         if args.oracle:
             if args.boxes:
                 raise EvaluationError("--oracle renders the ground truth of ground-truth boxes; drop --boxes")
-            metrics = evaluate_oracle(config, args.ann, args.images, **common)
+            metrics = evaluate_oracle(config, args.ann, args.images, settings)
         else:
             if args.model:
-                predict, color_order, mean, std, sigma = _onnx_source(args.model, config)
+                predict, model_meta = _onnx_source(args.model, config)
             else:
-                predict, color_order, mean, std, sigma = _checkpoint_source(args.checkpoint, config)
-            metrics = evaluate_model(predict, config, args.ann, args.images, boxes=args.boxes,
-                                     color_order=color_order, mean=mean, std=std, sigma=sigma,
-                                     box_score_threshold=args.box_score_threshold, **common)
+                predict, model_meta = _checkpoint_source(args.checkpoint, config)
+            metrics = evaluate_model(predict, config, args.ann, args.images, settings, model_meta)
         write_atomic(args.metrics_out, (json.dumps(metrics, indent=2) + "\n").encode("utf-8"))
     except (EvaluationError, DatasetError, CheckpointError, ModelMetadataError, BackendUnavailable, OSError) as error:
         print(f"livepose-train evaluate: error: {error}", file=sys.stderr)

@@ -19,6 +19,7 @@ Several GPUs: python -m paddle.distributed.launch --gpus 0,1 -m train fit ...  (
 import contextlib
 import csv
 import io
+import numbers
 import os
 import signal
 import sys
@@ -48,6 +49,10 @@ BEST_FILE = "best.safetensors"
 _BACKBONE_CHILDREN = {"conv1": "0", "bn1": "1", "layer1": "4", "layer2": "5", "layer3": "6", "layer4": "7"}
 
 
+class FitError(ValueError):
+    """A user error in fit's inputs (resume file, backbone weights, settings)."""
+
+
 @dataclass(frozen=True)
 class FitSettings:
     """How to train; `from_config` takes the config's defaults (the tutorial's)."""
@@ -65,6 +70,16 @@ class FitSettings:
     max_steps: int = 0              # 0: run all epochs
     progress: bool = True
 
+    def __post_init__(self):
+        # the smallest value each accepts; 0 turns the optional ones off (see the field comments)
+        minimums = {"epochs": 1, "batch_size": 1, "val_every_epochs": 1, "workers": 0, "save_every_steps": 0,
+                    "log_every": 0, "max_steps": 0}
+        for name, minimum in minimums.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+                expected = "a positive" if minimum else "a non-negative"
+                raise FitError(f"{name} (--{name.replace('_', '-')}): expected {expected} integer, got {value!r}")
+
     @classmethod
     def from_config(cls, config, **overrides):
         base = cls(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, lr_steps=config.lr_steps)
@@ -80,10 +95,6 @@ class FitResult:
     last_loss: float
     best_ap: float = -1.0
     validation: list = field(default_factory=list)   # [(epoch, stats dict)]
-
-
-class FitError(ValueError):
-    """A user error in fit's inputs (resume file, backbone weights, settings)."""
 
 
 # ---------------------------------------------------------------- weights in and out
@@ -235,11 +246,12 @@ def _device():
 
 def _validate(model, config, val):
     """COCO keypoint AP/AR on (ann file, image dir) with ground-truth boxes, BatchNorm in eval mode."""
-    from .evaluate import evaluate_model, paddle_predict_fn
+    from .evaluate import evaluate_model, fit_model_meta, paddle_predict_fn
 
     model.eval()
     try:
-        return evaluate_model(paddle_predict_fn(model), config, val[0], val[1], color_order=COLOR_ORDER)
+        return evaluate_model(paddle_predict_fn(model), config, val[0], val[1],
+                              model_meta=fit_model_meta(config, COLOR_ORDER))
     finally:
         model.train()
 
@@ -258,162 +270,208 @@ def train(config, dataset, out_dir, settings, resume=None, val=None, backbone=No
 
 
 def _train(config, dataset, out_dir, settings, resume, val, backbone, log):
-    on_gpu = _device()
-    world_size = paddle.distributed.get_world_size()
-    rank = paddle.distributed.get_rank()
-    writer = rank == 0
-    if world_size > 1:
-        paddle.distributed.init_parallel_env()
+    run = _Run(config, dataset, out_dir, settings, backbone if resume is None else None, log)
+    if resume is not None:
+        run.restore(resume)
+    net = paddle.DataParallel(run.model) if run.world_size > 1 else run.model
+    net.train()
+    os.makedirs(out_dir, exist_ok=True)
+    logger = _Logger(out_dir, run.writer and settings.log_every > 0)
+    progress = _progress(run.total_steps, run.step, run.writer and settings.progress)
+    stop = _StopFlag()
+    try:
+        with stop:
+            run.run_epochs(net, val, logger, progress, stop)
+    except KeyboardInterrupt:
+        run.result.interrupted = True
+    except Exception:
+        if not stop.requested:
+            raise
+        run.result.interrupted = True  # Ctrl-C also reached the loader's worker processes
+    finally:
+        progress.close()
+        logger.close()
+        if run.consistent:
+            run.save()
+    result = run.result
+    result.step, result.epoch = run.step, run.epoch
+    if result.interrupted:
+        log(f"interrupted: saved step {run.step} to {out_dir}; continue with --resume {out_dir}")
+    return result
 
-    paddle.seed(settings.seed)
-    model = build_model(config)
-    if backbone is not None and resume is None:
-        load_backbone_weights(model, *backbone)
 
-    sampler = EpochBatchSampler(len(dataset), settings.batch_size, settings.seed, shuffle=True,
-                                rank=rank, world_size=world_size)
-    steps_per_epoch = len(sampler)
-    total_steps = steps_per_epoch * settings.epochs
-    if settings.max_steps:
-        total_steps = min(total_steps, settings.max_steps)
+def _lr_schedule(settings, steps_per_epoch):
+    """The tutorial's piecewise decay: x0.1 at each of settings.lr_steps, fractions of all epochs' steps."""
     boundaries = [int(f * steps_per_epoch * settings.epochs) for f in settings.lr_steps]
     values = [settings.lr * 0.1**i for i in range(len(boundaries) + 1)]
     if not boundaries:  # a constant rate; PiecewiseDecay needs one boundary
         boundaries, values = [steps_per_epoch * settings.epochs], [settings.lr] * 2
-    scheduler = paddle.optimizer.lr.PiecewiseDecay(boundaries=boundaries, values=values)
-    optimizer = paddle.optimizer.Adam(learning_rate=scheduler, parameters=model.parameters())
-    scaler = paddle.amp.GradScaler(init_loss_scaling=2.0**15) if on_gpu else None
+    return paddle.optimizer.lr.PiecewiseDecay(boundaries=boundaries, values=values)
 
-    epoch, batch_in_epoch, step, best_ap = 0, 0, 0, -1.0
-    signature = {"config": config.name, "num_samples": len(dataset), "batch_size": settings.batch_size,
-                 "world_size": world_size, "epochs": settings.epochs, "seed": settings.seed,
-                 "augment": dataset.augmentation is not None}
-    if resume is not None:
-        state = _load_resume(resume, config, signature)
-        load_model_state(model, state["weights"], source=os.path.join(resume, WEIGHTS_FILE))
-        _restore_optimizer(optimizer, scheduler, model, state["optimizer"], os.path.join(resume, RESUME_FILE))
-        scheduler.set_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
+
+class _Throughput:
+    """Samples per second since the last restart (one log window)."""
+
+    def __init__(self):
+        self.restart()
+
+    def restart(self):
+        self.start, self.samples = time.perf_counter(), 0
+
+    def add(self, samples):
+        self.samples += samples
+        return self.samples / max(time.perf_counter() - self.start, 1e-9)
+
+
+class _Run:
+    """One fit run: the network, its optimizer and schedule, and where the run stands in them.
+
+    Built in the order the seeded RNG sees: weight init (then backbone weights), and on restore() the
+    saved RNG state, so a resumed run continues exactly.
+    """
+
+    def __init__(self, config, dataset, out_dir, settings, backbone, log):
+        self.config, self.dataset, self.out_dir, self.settings, self.log = config, dataset, out_dir, settings, log
+        self.on_gpu = _device()
+        self.world_size, rank = paddle.distributed.get_world_size(), paddle.distributed.get_rank()
+        self.writer = rank == 0  # several GPUs: only rank 0 writes
+        if self.world_size > 1:
+            paddle.distributed.init_parallel_env()
+        paddle.seed(settings.seed)
+        self.model = build_model(config)
+        if backbone is not None:
+            load_backbone_weights(self.model, *backbone)
+        self.sampler = EpochBatchSampler(len(dataset), settings.batch_size, settings.seed, shuffle=True,
+                                         rank=rank, world_size=self.world_size)
+        self.steps_per_epoch = len(self.sampler)
+        self.total_steps = self.steps_per_epoch * settings.epochs
+        if settings.max_steps:
+            self.total_steps = min(self.total_steps, settings.max_steps)
+        self.scheduler = _lr_schedule(settings, self.steps_per_epoch)
+        self.optimizer = paddle.optimizer.Adam(learning_rate=self.scheduler, parameters=self.model.parameters())
+        self.scaler = paddle.amp.GradScaler(init_loss_scaling=2.0**15) if self.on_gpu else None
+        # what decides the batch order and augmentation: a resume must match it to replay the same batches
+        self.signature = {"config": config.name, "num_samples": len(dataset), "batch_size": settings.batch_size,
+                          "world_size": self.world_size, "epochs": settings.epochs, "seed": settings.seed,
+                          "augment": dataset.augmentation is not None}
+        self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
+        self.consistent = True  # model and optimizer are between steps: safe to save
+        self.result = FitResult(out_dir, 0, 0, False, float("nan"))
+
+    def restore(self, directory):
+        """Weights, optimizer, schedule, AMP scaler, RNG and position of the run saved in `directory`."""
+        state = _load_resume(directory, self.config, self.signature)
+        load_model_state(self.model, state["weights"], source=os.path.join(directory, WEIGHTS_FILE))
+        _restore_optimizer(self.optimizer, self.scheduler, self.model, state["optimizer"],
+                           os.path.join(directory, RESUME_FILE))
+        self.scheduler.set_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         if len(state["paddle_rng"]) == len(paddle.get_rng_state()):  # same device kind
             paddle.set_rng_state(state["paddle_rng"])
-        epoch, batch_in_epoch, step, best_ap = state["epoch"], state["batch_in_epoch"], state["step"], state["best_ap"]
-        log(f"resumed from {resume}: epoch {epoch}, step {step}")
+        self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
+        self.result.best_ap = state["best_ap"]
+        self.log(f"resumed from {directory}: epoch {self.epoch}, step {self.step}")
 
-    net = paddle.DataParallel(model) if world_size > 1 else model
-    net.train()
-    os.makedirs(out_dir, exist_ok=True)
-    logger = _Logger(out_dir, writer and settings.log_every > 0)
-    result = FitResult(out_dir, step, epoch, False, float("nan"), best_ap)
-
-    def save():
-        if not writer:
-            return
-        meta = CheckpointMeta(config=config.name, color_order=COLOR_ORDER, epoch=epoch, step=step)
-        blob = _resume_blob(optimizer, scheduler, scaler, model, signature, epoch, batch_in_epoch, step, result.best_ap)
-        save_checkpoint(os.path.join(out_dir, WEIGHTS_FILE), model_state(model), meta)
-        write_atomic(os.path.join(out_dir, RESUME_FILE), blob)
-
-    progress = _progress(total_steps, step, writer and settings.progress)
-    window_start, window_samples = time.perf_counter(), 0
-    amp = paddle.amp.auto_cast if on_gpu else contextlib.nullcontext
-    consistent = True   # model and optimizer are between steps: safe to save
-    stop = _StopFlag()
-    try:
-        with stop:
-            while step < total_steps and epoch < settings.epochs:
-                sampler.set_epoch(epoch, batch_in_epoch)
-                loader = paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=settings.workers,
-                                              return_list=True)
-                for images, targets, weights in loader:
-                    consistent = False
-                    with amp():
-                        heatmaps = net(images)
-                    loss = heatmap_loss(heatmaps, targets, weights)
-                    if scaler is not None:
-                        scaled = scaler.scale(loss)
-                        scaled.backward()
-                        scaler.minimize(optimizer, scaled)
-                    else:
-                        loss.backward()
-                        optimizer.step()
-                    optimizer.clear_grad()
-                    lr = scheduler.get_lr()
-                    scheduler.step()
-                    step, batch_in_epoch = step + 1, batch_in_epoch + 1
-                    consistent = True
-
-                    result.last_loss = float(loss)
-                    window_samples += len(images) * world_size
-                    rate = window_samples / max(time.perf_counter() - window_start, 1e-9)
-                    progress.update(1)
-                    progress.set_postfix(epoch=epoch, loss=f"{result.last_loss:.3g}", samples_s=f"{rate:.1f}")
-                    if settings.log_every and step % settings.log_every == 0:
-                        logger.log(step, epoch, result.last_loss, lr, rate, heatmaps[0].astype("float32").numpy())
-                        window_start, window_samples = time.perf_counter(), 0
-                    if settings.save_every_steps and step % settings.save_every_steps == 0:
-                        save()
-                    if stop.requested or step >= total_steps:
-                        break
-                if stop.requested:
-                    result.interrupted = True
+    def run_epochs(self, net, val, logger, progress, stop):
+        """Train from the current position to the last epoch or max_steps, or until stop is requested."""
+        settings, throughput = self.settings, _Throughput()
+        while self.step < self.total_steps and self.epoch < settings.epochs:
+            self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
+            loader = paddle.io.DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=settings.workers,
+                                          return_list=True)
+            for images, targets, weights in loader:
+                loss, lr, heatmaps = self.optimizer_step(net, images, targets, weights)
+                self.result.last_loss = float(loss)
+                rate = throughput.add(len(images) * self.world_size)
+                progress.update(1)
+                progress.set_postfix(epoch=self.epoch, loss=f"{self.result.last_loss:.3g}", samples_s=f"{rate:.1f}")
+                if settings.log_every and self.step % settings.log_every == 0:
+                    logger.log(self.step, self.epoch, self.result.last_loss, lr, rate,
+                               heatmaps[0].astype("float32").numpy())
+                    throughput.restart()
+                if settings.save_every_steps and self.step % settings.save_every_steps == 0:
+                    self.save()
+                if stop.requested or self.step >= self.total_steps:
                     break
-                if batch_in_epoch >= steps_per_epoch:
-                    epoch, batch_in_epoch = epoch + 1, 0
-                    if val is not None and writer and (epoch % settings.val_every_epochs == 0 or epoch == settings.epochs):
-                        _record_validation(model, config, val, epoch, step, result, out_dir, log)
-                    if not settings.save_every_steps:
-                        save()
-    except KeyboardInterrupt:
-        result.interrupted = True
-    except Exception:
-        if not stop.requested:
-            raise
-        result.interrupted = True  # Ctrl-C also reached the loader's worker processes
-    finally:
-        progress.close()
-        logger.close()
-        if consistent:
-            save()
-    result.step, result.epoch = step, epoch
-    if result.interrupted:
-        log(f"interrupted: saved step {step} to {out_dir}; continue with --resume {out_dir}")
-    return result
+            if stop.requested:
+                self.result.interrupted = True
+                break
+            if self.batch_in_epoch >= self.steps_per_epoch:
+                self.finish_epoch(val)
 
+    def optimizer_step(self, net, images, targets, weights):
+        """One Adam step (AMP on GPU) -> loss, the learning rate it used, output heatmaps (B, K, h, w)."""
+        self.consistent = False
+        with paddle.amp.auto_cast() if self.on_gpu else contextlib.nullcontext():
+            heatmaps = net(images)
+        loss = heatmap_loss(heatmaps, targets, weights)
+        if self.scaler is not None:
+            scaled = self.scaler.scale(loss)
+            scaled.backward()
+            self.scaler.minimize(self.optimizer, scaled)
+        else:
+            loss.backward()
+            self.optimizer.step()
+        self.optimizer.clear_grad()
+        lr = self.scheduler.get_lr()
+        self.scheduler.step()
+        self.step, self.batch_in_epoch = self.step + 1, self.batch_in_epoch + 1
+        self.consistent = True
+        return loss, lr, heatmaps
 
-def _record_validation(model, config, val, epoch, step, result, out_dir, log):
-    stats = _validate(model, config, val)
-    result.validation.append((epoch, stats))
-    log(f"epoch {epoch}: validation AP {stats['AP']:.4f}")
-    if stats["AP"] > result.best_ap:
-        result.best_ap = stats["AP"]
-        meta = CheckpointMeta(config=config.name, color_order=COLOR_ORDER, epoch=epoch, step=step,
-                              extra={"validation": {k: float(v) for k, v in stats.items()}})
-        save_checkpoint(os.path.join(out_dir, BEST_FILE), model_state(model), meta)
+    def finish_epoch(self, val):
+        """Move to the next epoch; validate when due (val given, rank 0); save if not saving by steps."""
+        self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        due = self.epoch % self.settings.val_every_epochs == 0 or self.epoch == self.settings.epochs
+        if val is not None and self.writer and due:
+            self.record_validation(val)
+        if not self.settings.save_every_steps:
+            self.save()
+
+    def record_validation(self, val):
+        """Validation AP now; the weights go to best.safetensors when it beats the best so far."""
+        stats = _validate(self.model, self.config, val)
+        self.result.validation.append((self.epoch, stats))
+        self.log(f"epoch {self.epoch}: validation AP {stats['AP']:.4f}")
+        if stats["AP"] > self.result.best_ap:
+            self.result.best_ap = stats["AP"]
+            meta = CheckpointMeta(config=self.config.name, color_order=COLOR_ORDER, epoch=self.epoch, step=self.step,
+                                  extra={"validation": {k: float(v) for k, v in stats.items()}})
+            save_checkpoint(os.path.join(self.out_dir, BEST_FILE), model_state(self.model), meta)
+
+    def save(self):
+        """last.safetensors and last.resume.pd at the current position (rank 0 only)."""
+        if not self.writer:
+            return
+        meta = CheckpointMeta(config=self.config.name, color_order=COLOR_ORDER, epoch=self.epoch, step=self.step)
+        blob = self.resume_blob()
+        save_checkpoint(os.path.join(self.out_dir, WEIGHTS_FILE), model_state(self.model), meta)
+        write_atomic(os.path.join(self.out_dir, RESUME_FILE), blob)
+
+    def resume_blob(self):
+        """Everything besides the weights that an exact resume needs, as paddle.save bytes (pickle)."""
+        state = {
+            "version": RESUME_VERSION,
+            "signature": self.signature,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,   # the sampler's position in `epoch`
+            "step": self.step,
+            "best_ap": self.result.best_ap,
+            "optimizer": _optimizer_state(self.optimizer, self.model),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "paddle_rng": paddle.get_rng_state(),
+        }
+        buffer = io.BytesIO()
+        paddle.save(state, buffer)
+        return buffer.getvalue()
 
 
 def _progress(total, initial, enabled):
     from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True)
-
-
-def _resume_blob(optimizer, scheduler, scaler, model, signature, epoch, batch_in_epoch, step, best_ap):
-    state = {
-        "version": RESUME_VERSION,
-        "signature": signature,
-        "epoch": epoch,
-        "batch_in_epoch": batch_in_epoch,   # the sampler's position in `epoch`
-        "step": step,
-        "best_ap": best_ap,
-        "optimizer": _optimizer_state(optimizer, model),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict() if scaler is not None else None,
-        "paddle_rng": paddle.get_rng_state(),
-    }
-    buffer = io.BytesIO()
-    paddle.save(state, buffer)
-    return buffer.getvalue()
 
 
 def _load_resume(directory, config, signature):
@@ -554,10 +612,6 @@ def run(args):
                 val = coco_paths(None, args.val_ann, args.val_images)
             elif args.data:
                 val = coco_paths(args.data, split="val")
-        for name in ("epochs", "batch_size", "workers", "save_every_steps", "val_every_epochs", "log_every", "max_steps"):
-            value = getattr(args, name)
-            if value is not None and value < (1 if name in ("epochs", "batch_size", "val_every_epochs") else 0):
-                raise FitError(f"--{name.replace('_', '-')}: expected a {'positive' if name in ('epochs', 'batch_size', 'val_every_epochs') else 'non-negative'} integer, got {value}")
         settings = FitSettings.from_config(
             config, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, workers=args.workers, seed=args.seed,
             augment=not args.no_augment, save_every_steps=args.save_every_steps,

@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("pycocotools", reason="COCO AP needs pycocotools: pip install -e '.[train]'")
 pytest.importorskip("paddle", reason="train.evaluate needs PaddlePaddle: pip install -e '.[train]'")
 
+from livepose.core.coco import rescore  # noqa: E402
 from livepose.core.decode import decode_heatmaps  # noqa: E402
 from livepose.core.geometry import box_to_center_scale, get_affine_transforms, warp_points  # noqa: E402
 from livepose.core.skeleton import NUM_KEYPOINTS, OKS_SIGMAS, flip_permutation  # noqa: E402
@@ -100,8 +101,10 @@ def test_flip_test_of_the_oracle_returns_the_same_keypoints(coco_subset):
                 & (on_heatmap[..., 1] > margin) & (on_heatmap[..., 1] < h - 1 - margin))
     assert interior.sum() > 900  # of 1166 labelled joints
     for refine in ("quarter", "dark"):
-        plain, plain_scores = evaluate.predict_keypoints(oracle, persons, paths, CONFIG, refine=refine)
-        flipped, flipped_scores = evaluate.predict_keypoints(oracle, persons, paths, CONFIG, flip=True, refine=refine)
+        plain, plain_scores = evaluate.predict_keypoints(oracle, persons, paths, CONFIG,
+                                                         evaluate.EvalSettings(refine=refine))
+        flipped, flipped_scores = evaluate.predict_keypoints(oracle, persons, paths, CONFIG,
+                                                             evaluate.EvalSettings(flip=True, refine=refine))
         assert np.abs(flipped - plain)[interior].max() < 1e-9
         assert np.abs(flipped_scores - plain_scores)[interior].max() < 1e-6
 
@@ -116,8 +119,10 @@ def test_batches_never_exceed_batch_size_and_do_not_change_results(coco_subset):
         sizes.append(len(batch))
         return oracle(batch, affines, indices)
 
-    small, small_scores = evaluate.predict_keypoints(recording, persons, paths, CONFIG, flip=True, batch_size=5)
-    large, large_scores = evaluate.predict_keypoints(oracle, persons, paths, CONFIG, flip=True, batch_size=64)
+    small, small_scores = evaluate.predict_keypoints(recording, persons, paths, CONFIG,
+                                                     evaluate.EvalSettings(flip=True, batch_size=5))
+    large, large_scores = evaluate.predict_keypoints(oracle, persons, paths, CONFIG,
+                                                     evaluate.EvalSettings(flip=True, batch_size=64))
     assert max(sizes) == 5 and sum(sizes) == 2 * len(persons)  # plain and mirrored crops
     np.testing.assert_array_equal(small, large)
     np.testing.assert_array_equal(small_scores, large_scores)
@@ -129,7 +134,7 @@ def test_batches_never_exceed_batch_size_and_do_not_change_results(coco_subset):
 
 def test_rescore_is_box_score_times_mean_of_confident_keypoints():
     scores = np.array([[0.9, 0.5, 0.1, 0.2], [0.1, 0.0, 0.2, 0.15], [1.0, 1.0, 1.0, 1.0]])
-    np.testing.assert_allclose(evaluate.rescore([0.5, 1.0, 0.8], scores), [0.5 * 0.7, 0.0, 0.8])
+    np.testing.assert_allclose(rescore([0.5, 1.0, 0.8], scores), [0.5 * 0.7, 0.0, 0.8])
 
 
 def _oks_nms_reference(keypoints, scores, areas, threshold):
@@ -274,8 +279,8 @@ def test_no_detections_scores_zero_and_writes_an_empty_results_file(small_subset
     def never_called(batch):
         raise AssertionError("no person passed the threshold, so nothing should reach the network")
 
-    metrics = evaluate.evaluate_model(never_called, CONFIG, ann, images, boxes=boxes, box_score_threshold=0.5,
-                                      results_out=tmp_path / "r.json")
+    settings = evaluate.EvalSettings(boxes=boxes, box_score_threshold=0.5, results_out=tmp_path / "r.json")
+    metrics = evaluate.evaluate_model(never_called, CONFIG, ann, images, settings)
     assert metrics["AP"] == 0.0 and metrics["AR"] == 0.0
     assert json.loads((tmp_path / "r.json").read_text()) == []
 

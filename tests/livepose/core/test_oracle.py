@@ -24,7 +24,7 @@ ORACLE_AP = {"r50-384x288": 0.9811, "r50-256x192": 0.9726, "r18-256x192": 0.9726
 @pytest.mark.parametrize("config", sorted(ORACLE_AP))
 def test_oracle_ap(coco_subset, config, refine):
     ann, images = coco_subset
-    metrics = evaluate.evaluate_oracle(get_config(config), ann, images, refine=refine)
+    metrics = evaluate.evaluate_oracle(get_config(config), ann, images, evaluate.EvalSettings(refine=refine))
     assert metrics["AP"] == pytest.approx(ORACLE_AP[config], abs=2e-3)
     assert metrics["AP50"] == 1.0
     if config == "r50-384x288":
