@@ -49,10 +49,10 @@ def main(argv=None):
     parser.add_argument("--work", type=Path, help="keep the exported models here (default: a temporary folder)")
     args = parser.parse_args(argv)
 
-    from livepose.runtime.backends.onnxruntime import OnnxRuntimeBackend
-    from livepose.runtime.backends.openvino import OpenVinoBackend
     from livepose.core.agreement import compare_backends
     from livepose.core.metadata import read_onnx_metadata
+    from livepose.runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from livepose.runtime.backends.openvino import OpenVinoBackend
 
     with tempfile.TemporaryDirectory(prefix="livepose-accuracy-") as scratch:
         work = args.work or Path(scratch)

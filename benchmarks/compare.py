@@ -45,9 +45,9 @@ def cache_dir():
 # ---------------------------------------------------------------- workers (one per process)
 
 def worker_livepose(spec):
-    from livepose.stream.bench import benchmark_video
     from livepose.runtime.detector import PersonDetector
     from livepose.runtime.estimator import PoseEstimator
+    from livepose.stream.bench import benchmark_video
 
     detector = PersonDetector(spec["detector"], backend=spec["backend"])
     with PoseEstimator(spec["pose_model"], detector=detector, backend=spec["backend"],
@@ -67,10 +67,15 @@ def worker_tutorial(spec):
     import paddle
 
     from livepose.core.decode import decode_heatmaps
+    from livepose.core.geometry import (
+        box_to_center_scale,
+        get_affine_transform,
+        heatmap_to_frame,
+        xyxy_to_xywh,
+    )
+    from livepose.core.types import Poses
     from livepose.runtime.detector import PersonDetector
     from livepose.stream.draw import draw_poses
-    from livepose.core.geometry import box_to_center_scale, get_affine_transform, heatmap_to_frame, xyxy_to_xywh
-    from livepose.core.types import Poses
     from train.model import PoseNet, get_config
 
     paddle.set_device("cpu")

@@ -27,8 +27,8 @@ def fold_normalization(src, dst):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from livepose.files import write_atomic
     from livepose.core.metadata import METADATA_KEY, read_onnx_metadata
+    from livepose.files import write_atomic
 
     meta = read_onnx_metadata(src)
     if meta.normalization_in_graph:

@@ -93,8 +93,8 @@ def quantize(model_path, out_path, crops, calibration_note, keep_f32=DEFAULT_KEE
     import nncf
     import onnx
 
-    from livepose.files import write_atomic
     from livepose.core.metadata import METADATA_KEY, read_onnx_metadata
+    from livepose.files import write_atomic
 
     meta = read_onnx_metadata(model_path)
     model = onnx.load(str(model_path))
@@ -129,9 +129,9 @@ def main(argv=None):
                              "4 = the whole head, 0 = everything INT8 (fastest, least accurate)")
     args = parser.parse_args(argv)
 
-    from livepose.runtime.backends.openvino import OpenVinoBackend
     from livepose.core.agreement import compare_backends
     from livepose.core.metadata import read_onnx_metadata
+    from livepose.runtime.backends.openvino import OpenVinoBackend
 
     meta = read_onnx_metadata(args.model)
     crops, note = calibration_crops(meta, args.coco, args.video, args.detector, args.video_frames, args.every)

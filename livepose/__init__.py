@@ -16,7 +16,14 @@ from livepose.runtime.detector import PersonDetector
 from livepose.runtime.estimator import PoseEstimator
 from livepose.runtime.open_model import OpenedModel, open_model
 from livepose.stream.draw import draw_poses
-from livepose.stream.run import Drawing, FrameResult, StreamInterrupted, StreamStats, process_video, run_stream
+from livepose.stream.run import (
+    Drawing,
+    FrameResult,
+    StreamInterrupted,
+    StreamStats,
+    process_video,
+    run_stream,
+)
 from livepose.stream.sources import Frame, VideoSource
 
 __all__ = [

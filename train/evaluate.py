@@ -17,14 +17,20 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from livepose.runtime.backends import BackendUnavailable, backend_class
 from livepose.core.coco import rescore
 from livepose.core.crops import crop_persons, model_input
-from livepose.files import write_atomic
 from livepose.core.decode import REFINEMENTS, decode_heatmaps
-from livepose.core.geometry import PIXEL_STD, box_to_center_scale, heatmap_to_frame, warp_points
-from livepose.core.metadata import ModelMetadataError, PoseModelMeta, read_onnx_metadata
+from livepose.core.geometry import (
+    PIXEL_STD,
+    box_to_center_scale,
+    heatmap_to_frame,
+    warp_points,
+)
+from livepose.core.metadata import ModelMetadataError, PoseModelMeta
 from livepose.core.skeleton import NUM_KEYPOINTS, OKS_SIGMAS, flip_permutation
+from livepose.files import write_atomic
+from livepose.runtime.backends import BackendUnavailable
+from livepose.runtime.open_model import open_model
 
 from .checkpoint import CheckpointError
 from .dataset import COLOR_ORDER, DatasetError, load_coco_persons
@@ -486,18 +492,18 @@ def add_arguments(parser):
 
 def _onnx_source(path, config):
     """An exported model run with ONNX Runtime -> (predict_fn, its PoseModelMeta from the file)."""
-    meta = read_onnx_metadata(path)
+    try:
+        opened = open_model(path, backend="onnxruntime")
+    except (FileNotFoundError, ValueError) as error:  # a missing, unreadable or undescribed model
+        raise EvaluationError(str(error)) from None
     for name in ("input_size", "heatmap_size"):
-        if tuple(getattr(meta, name)) != tuple(getattr(config, name)):
+        if tuple(getattr(opened.meta, name)) != tuple(getattr(config, name)):
+            opened.backend.close()
             raise EvaluationError(
-                f"model {path}: {name} {tuple(getattr(meta, name))} does not match config {config.name} "
+                f"model {path}: {name} {tuple(getattr(opened.meta, name))} does not match config {config.name} "
                 f"({tuple(getattr(config, name))})"
             )
-    try:
-        backend = backend_class("onnxruntime")(path)
-    except (FileNotFoundError, ValueError) as error:
-        raise EvaluationError(str(error)) from None
-    return backend.run, meta
+    return opened.backend.run, opened.meta
 
 
 def _checkpoint_source(path, config):

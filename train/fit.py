@@ -34,10 +34,24 @@ import paddle
 
 from livepose.files import sha256_of, write_atomic
 
-from .checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, load_model_state
-from .checkpoint import model_state, save_checkpoint
-from .dataset import COLOR_ORDER, Augmentation, COCOPose, DatasetError, EpochBatchSampler, coco_paths
-from .dataset import dump_debug, load_coco_persons
+from .checkpoint import (
+    CheckpointError,
+    CheckpointMeta,
+    load_checkpoint,
+    load_model_state,
+    model_state,
+    save_checkpoint,
+)
+from .dataset import (
+    COLOR_ORDER,
+    Augmentation,
+    COCOPose,
+    DatasetError,
+    EpochBatchSampler,
+    coco_paths,
+    dump_debug,
+    load_coco_persons,
+)
 from .loss import heatmap_loss
 from .model import CONFIGS, build_model, get_config
 

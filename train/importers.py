@@ -30,7 +30,8 @@ from livepose.files import sha256_of
 
 from .checkpoint import CheckpointError, CheckpointMeta, save_checkpoint
 from .model import CONFIGS, get_config
-from .torch_reader import TorchFileError, load as load_torch_file, load_pickle
+from .torch_reader import TorchFileError, load_pickle
+from .torch_reader import load as load_torch_file
 
 LAYOUTS = ("mmpose", "msra", "paddle-legacy")
 COLOR_ORDER = {"mmpose": "RGB", "msra": "BGR", "paddle-legacy": "BGR"}

@@ -17,7 +17,15 @@ import signal
 import sys
 import threading
 
-from livepose.cli import bench, build_engine, export_detector, fetch_models, image, video, webcam
+from livepose.cli import (
+    bench,
+    build_engine,
+    export_detector,
+    fetch_models,
+    image,
+    video,
+    webcam,
+)
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130

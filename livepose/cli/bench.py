@@ -2,7 +2,12 @@
 import json
 from pathlib import Path
 
-from livepose.cli.common import add_detect_every, add_model_arguments, drawing_of, load_models
+from livepose.cli.common import (
+    add_detect_every,
+    add_model_arguments,
+    drawing_of,
+    load_models,
+)
 from livepose.stream.bench import DEFAULT_MAX_FRAMES, DEFAULT_WARMUP
 
 NAME = "bench"
@@ -33,7 +38,7 @@ def run(args):
     check_readable_file(args.video, "video")
     if args.json is not None:
         check_writable(args.json, "JSON output")
-    estimator = load_models(args)
+    estimator, _ = load_models(args)  # the report names the models itself
     try:
         result = benchmark_video(args.video, estimator, max_frames=args.max_frames, detect_every=args.detect_every,
                                  warmup=args.warmup, out=args.out, drawing=drawing_of(args))

@@ -78,8 +78,8 @@ def drawing_of(args):
 
 
 def load_models(args):
-    """A PoseEstimator with its PersonDetector, from the command-line flags, engines/ or the user cache
-    (fetching the published models when none is found). Says in one line what runs where."""
+    """(PoseEstimator with its PersonDetector, one line saying which files run where), from the
+    command-line flags, engines/ or the user cache (fetching the published models when none is found)."""
     from livepose.runtime.detector import PersonDetector
     from livepose.runtime.estimator import PoseEstimator
     from livepose.runtime.model_files import resolve_models
@@ -95,10 +95,9 @@ def load_models(args):
     except BaseException:
         detector.close()
         raise
-    print(f"livepose: pose model {estimator.model_path} ({found.pose_origin}) on {estimator.backend.name} "
-          f"{estimator.precision}; detector {detector.model_path} ({found.detector_origin}) on {detector.backend.name}",
-          file=sys.stderr)
-    return estimator
+    used = (f"pose model {estimator.model_path} ({found.pose_origin}) on {estimator.backend.name} {estimator.precision}; "
+            f"detector {detector.model_path} ({found.detector_origin}) on {detector.backend.name}")
+    return estimator, used
 
 
 def run_stream_command(args, source, preview, live):
@@ -118,7 +117,7 @@ def run_stream_command(args, source, preview, live):
             check_writable(output, what)
     with ExitStack() as stack:
         stack.callback(source.release)
-        estimator = load_models(args)
+        estimator, models_used = load_models(args)
         stack.callback(estimator.detector.close)
         stack.callback(estimator.close)
         window = PreviewWindow.open() if preview else None
@@ -138,11 +137,11 @@ def run_stream_command(args, source, preview, live):
         except StreamInterrupted as interrupt:
             bar.close()
             raise Interrupted(f"after {interrupt.frames} frames; {_written(args, interrupt.frames)}") from None
-    _report(args, stats)
+    _report(args, stats, models_used)
     return 0
 
 
-def _report(args, stats):
+def _report(args, stats, models_used):
     from livepose.stream.pipeline import STAGES
 
     order = {name: position for position, name in enumerate(STAGES)}
@@ -152,6 +151,7 @@ def _report(args, stats):
           f"{stats.persons_per_frame:.1f} persons per frame; {_written(args, stats.frames)}", file=sys.stderr)
     print(f"livepose: ms per frame: {stages}" + (f"; {stats.dropped} stale frames dropped" if stats.dropped else ""),
           file=sys.stderr)
+    print(f"livepose: {models_used}", file=sys.stderr)
 
 
 def _written(args, frames):

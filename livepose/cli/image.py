@@ -28,7 +28,7 @@ def run(args):
     paths = list_images(args.inputs)
     annotated = AnnotatedImageWriter(args.out, paths)
     coco = CocoResultsWriter(args.coco or Path(args.out) / "coco_results.json")
-    estimator = load_models(args)
+    estimator, models_used = load_models(args)
     with ExitStack() as stack:
         stack.callback(estimator.detector.close)
         stack.callback(estimator.close)
@@ -36,7 +36,7 @@ def run(args):
                   enumerate(tqdm(paths, unit="image", disable=len(paths) < 2, file=sys.stderr))]
     coco.close()
     print(f"livepose: {len(paths)} images, {sum(counts)} persons; annotated copies in {annotated.folder}/, "
-          f"COCO results in {coco.path}", file=sys.stderr)
+          f"COCO results in {coco.path}; {models_used}", file=sys.stderr)
     return 0
 
 

@@ -1,5 +1,10 @@
 """`livepose video IN [--out OUT.mp4] [--json F.jsonl]`: annotate a video file or stream."""
-from livepose.cli.common import add_model_arguments, add_stream_outputs, check_thresholds, run_stream_command
+from livepose.cli.common import (
+    add_model_arguments,
+    add_stream_outputs,
+    check_thresholds,
+    run_stream_command,
+)
 
 NAME = "video"
 HELP = "annotate a video file or stream"

@@ -1,5 +1,10 @@
 """`livepose webcam [--camera 0]`: live poses from a camera or stream, newest frame first."""
-from livepose.cli.common import add_model_arguments, add_stream_outputs, check_thresholds, run_stream_command
+from livepose.cli.common import (
+    add_model_arguments,
+    add_stream_outputs,
+    check_thresholds,
+    run_stream_command,
+)
 
 NAME = "webcam"
 HELP = "live poses from a camera"

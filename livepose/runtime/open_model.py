@@ -10,9 +10,18 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from livepose.core.metadata import METADATA_KEY, ModelMetadataError, PoseModelMeta, read_onnx_metadata_props
+from livepose.core.metadata import (
+    METADATA_KEY,
+    ModelMetadataError,
+    PoseModelMeta,
+    read_onnx_metadata_props,
+)
 from livepose.runtime.backends import BackendUnavailable, backend_class
-from livepose.runtime.detector_layout import DetectorLayout, DetectorLayoutError, describe_detector
+from livepose.runtime.detector_layout import (
+    DetectorLayout,
+    DetectorLayoutError,
+    describe_detector,
+)
 
 log = logging.getLogger(__name__)
 

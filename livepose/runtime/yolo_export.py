@@ -9,8 +9,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from livepose.runtime.detector import identify_layout
 from livepose.core.metadata import read_onnx_metadata_props
+from livepose.runtime.detector_layout import identify_layout
 
 _INSTALL = "pip install 'livepose[yolo]' (ultralytics and torch, several GB)"
 

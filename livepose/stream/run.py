@@ -19,8 +19,8 @@ from livepose.files import MediaError, signals_deferred
 from livepose.stream.detect_every import DetectAndPose
 from livepose.stream.draw import draw_fps, draw_poses
 from livepose.stream.pipeline import run_pipeline
-from livepose.stream.sources import Frame, VideoSource, VideoWriter
 from livepose.stream.sinks import JsonlWriter
+from livepose.stream.sources import Frame, VideoSource, VideoWriter
 from livepose.timing import timed
 
 FPS_SMOOTHING = 0.9  # exponential moving average of the frame rate shown on the output

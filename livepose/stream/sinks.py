@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 
 from livepose.core.coco import rescore
-from livepose.files import write_atomic
-from livepose.files import MediaError, check_writable
+from livepose.files import MediaError, check_writable, write_atomic
+
 
 def frame_record(index, timestamp, poses):
     """The JSONL record of one frame: {frame, timestamp, persons: [{box, box_score, keypoints}]}."""

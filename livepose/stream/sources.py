@@ -14,7 +14,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from livepose.files import MediaError, check_readable_file, check_writable, signals_deferred, temporary_sibling
+from livepose.files import (
+    MediaError,
+    check_readable_file,
+    check_writable,
+    signals_deferred,
+    temporary_sibling,
+)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")

@@ -28,9 +28,15 @@ except (ImportError, OSError) as error:
         "(pycuda compiles against the CUDA toolkit's headers: install the CUDA toolkit first)"
     ) from None
 
-from livepose.tensorrt.sidecar import EngineBuildError, EngineMetaError, check_engine_file, check_engine_runs_here, read_sidecar
 from livepose.files import write_atomic
 from livepose.runtime.backends import Backend, BackendUnavailable, PrecisionUnsupported
+from livepose.tensorrt.sidecar import (
+    EngineBuildError,
+    EngineMetaError,
+    check_engine_file,
+    check_engine_runs_here,
+    read_sidecar,
+)
 
 log = logging.getLogger(__name__)
 

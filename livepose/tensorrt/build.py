@@ -27,9 +27,20 @@ from livepose.core.crops import crop_persons, model_input
 from livepose.core.geometry import box_to_center_scale
 from livepose.core.metadata import read_onnx_metadata, read_onnx_metadata_props
 from livepose.files import sha256_of
-from livepose.stream.sources import IMAGE_EXTENSIONS, MediaError, list_images, read_image
+from livepose.stream.sources import (
+    IMAGE_EXTENSIONS,
+    MediaError,
+    list_images,
+    read_image,
+)
 from livepose.tensorrt.fp16 import convert_to_fp16
-from livepose.tensorrt.sidecar import BatchProfile, EngineBuildError, EngineMeta, TensorSpec, write_sidecar
+from livepose.tensorrt.sidecar import (
+    BatchProfile,
+    EngineBuildError,
+    EngineMeta,
+    TensorSpec,
+    write_sidecar,
+)
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ import json
 from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 
-from livepose.files import write_atomic
 from livepose.core.metadata import ModelMetadataError, PoseModelMeta
+from livepose.files import write_atomic
 
 SIDECAR_SCHEMA_VERSION = 1
 KINDS = ("pose", "detector")

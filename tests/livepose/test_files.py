@@ -6,7 +6,6 @@ import sys
 import pytest
 
 from conftest import REPO
-
 from livepose.files import sha256_of, write_atomic
 
 

@@ -13,8 +13,15 @@ pytest.importorskip("pycocotools")
 from livepose.core.skeleton import FLIP_PAIRS, KEYPOINT_NAMES  # noqa: E402
 from train import fit  # noqa: E402
 from train.dataset import (  # noqa: E402
-    IMAGENET_MEAN, IMAGENET_STD, Augmentation, COCOPose, DatasetError, EpochBatchSampler, coco_paths,
-    half_body_box, load_coco_persons,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Augmentation,
+    COCOPose,
+    DatasetError,
+    EpochBatchSampler,
+    coco_paths,
+    half_body_box,
+    load_coco_persons,
 )
 from train.model import CONFIGS  # noqa: E402
 

@@ -12,7 +12,11 @@ pytest.importorskip("paddle", reason="train.evaluate needs PaddlePaddle: pip ins
 
 from livepose.core.coco import rescore  # noqa: E402
 from livepose.core.decode import decode_heatmaps  # noqa: E402
-from livepose.core.geometry import box_to_center_scale, get_affine_transforms, warp_points  # noqa: E402
+from livepose.core.geometry import (  # noqa: E402
+    box_to_center_scale,
+    get_affine_transforms,
+    warp_points,
+)
 from livepose.core.skeleton import NUM_KEYPOINTS, OKS_SIGMAS, flip_permutation  # noqa: E402
 from train import evaluate  # noqa: E402
 from train.dataset import clean_bbox  # noqa: E402
@@ -196,10 +200,10 @@ def small_subset(coco_subset, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def r18_checkpoint(tmp_path_factory):
+    import paddle
+
     from train.checkpoint import CheckpointMeta, model_state, save_checkpoint
     from train.model import build_model
-
-    import paddle
 
     paddle.seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "r18.safetensors"

@@ -8,14 +8,19 @@ import pytest
 paddle = pytest.importorskip("paddle", reason="export needs PaddlePaddle: pip install -e '.[train]'")
 onnxruntime = pytest.importorskip("onnxruntime")
 
+from conftest import REPO  # noqa: E402
 from livepose.core.decode import decode_heatmaps  # noqa: E402
 from livepose.core.metadata import read_onnx_metadata  # noqa: E402
-from train import export  # noqa: E402
-from train.checkpoint import CheckpointMeta, load_checkpoint, load_model_state, model_state, save_checkpoint  # noqa: E402
 from livepose.files import sha256_of  # noqa: E402
+from train import export  # noqa: E402
+from train.checkpoint import (  # noqa: E402
+    CheckpointMeta,
+    load_checkpoint,
+    load_model_state,
+    model_state,
+    save_checkpoint,
+)
 from train.model import build_model, get_config  # noqa: E402
-
-from conftest import REPO  # noqa: E402
 
 
 def run_export(*args):

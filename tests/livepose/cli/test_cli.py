@@ -247,3 +247,15 @@ def test_export_detector_without_the_yolo_extra_says_what_to_install(tmp_path):
         pass
     result = livepose(tmp_path, "export-detector", "yolo11n.pt")
     assert_user_error(result, "livepose[yolo]")
+
+
+@pytest.mark.parametrize("flags, names", [
+    (["--precision", "int8"], ["--precision int8: openvino runs f32", "INT8 comes from an INT8 model file"]),
+    (["--backend", "onnxruntime", "--precision", "bf16"], ["--precision bf16: onnxruntime runs f32 here"]),
+    (["--precision", "fp64"], ["--precision fp64: openvino runs f32"]),
+])
+def test_a_precision_the_runtime_lacks_is_one_line_naming_what_it_runs(tmp_path, models, flags, names):
+    video = shared_path("videos", "mmpose_demo.mp4")
+    result = livepose(tmp_path, "video", video, "--json", tmp_path / "p.jsonl", *models, *flags)
+    assert_user_error(result, *names)
+    assert not (tmp_path / "p.jsonl").exists()

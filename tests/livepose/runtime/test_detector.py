@@ -17,8 +17,19 @@ from onnx import TensorProto, helper, numpy_helper
 
 from conftest import shared_path
 from livepose.files import sha256_of
-from livepose.runtime.detector import Letterbox, PersonDetector, decode_yolox, letterbox, nms, yolox_grid
-from livepose.runtime.detector_layout import KNOWN_DETECTORS, DetectorLayoutError, identify_layout
+from livepose.runtime.detector import (
+    Letterbox,
+    PersonDetector,
+    decode_yolox,
+    letterbox,
+    nms,
+    yolox_grid,
+)
+from livepose.runtime.detector_layout import (
+    KNOWN_DETECTORS,
+    DetectorLayoutError,
+    identify_layout,
+)
 
 # Boxes drawn by hand (x1, y1, x2, y2, frame pixels) around the people a person would count.
 PEOPLE = {

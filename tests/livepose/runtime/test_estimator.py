@@ -12,7 +12,14 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from conftest import shared_path
-from livepose import Detections, ModelMetadataError, PersonDetector, PoseEstimator, PoseModelMeta, Poses
+from livepose import (
+    Detections,
+    ModelMetadataError,
+    PersonDetector,
+    PoseEstimator,
+    PoseModelMeta,
+    Poses,
+)
 from livepose.core.metadata import METADATA_KEY
 
 INPUT_SIZE = (128, 96)

@@ -9,12 +9,19 @@ from pathlib import Path
 
 import pytest
 
+from livepose.files import MediaError
 from livepose.runtime import model_files as models
 from livepose.runtime.model_files import (
-    DETECTOR, POSE_CHECKPOINTS, FetchError, ModelNotFound, PublishedFile, cache_dir, fetch_models,
-    obtain_file, resolve_models,
+    DETECTOR,
+    POSE_CHECKPOINTS,
+    FetchError,
+    ModelNotFound,
+    PublishedFile,
+    cache_dir,
+    fetch_models,
+    obtain_file,
+    resolve_models,
 )
-from livepose.files import MediaError
 
 
 @pytest.fixture

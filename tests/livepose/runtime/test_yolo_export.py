@@ -46,9 +46,9 @@ def box_iou(a, b):
 
 @pytest.fixture(scope="module")
 def random_yolo_onnx(tmp_path_factory):
-    import yaml
     from pathlib import Path
 
+    import yaml
     from ultralytics import YOLO
 
     shared_path("images")

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from livepose.stream.detect_every import DetectEveryN, boxes_from_poses
 from livepose.core.types import Detections, Poses
+from livepose.stream.detect_every import DetectEveryN, boxes_from_poses
 
 FRAME = np.zeros((480, 640, 3), np.uint8)
 

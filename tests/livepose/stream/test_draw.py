@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from livepose.core import skeleton
-from livepose.stream.draw import draw_fps, draw_poses
 from livepose.core.types import Poses
+from livepose.stream.draw import draw_fps, draw_poses
 
 SIZE = (1280, 1280)  # lines 4 px wide: their middle pixels carry the exact colour
 

@@ -8,9 +8,14 @@ import cv2
 import numpy as np
 import pytest
 
-from livepose.stream.sinks import AnnotatedImageWriter, CocoResultsWriter, JsonlWriter, coco_image_id
 from livepose.core.types import Poses
 from livepose.files import MediaError
+from livepose.stream.sinks import (
+    AnnotatedImageWriter,
+    CocoResultsWriter,
+    JsonlWriter,
+    coco_image_id,
+)
 
 
 def random_poses(count, seed=0):
