@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from livepose.core.metadata import ModelMetadataError, read_onnx_metadata
+from livepose.runtime.backends import BackendUnavailable
 from livepose.tensorrt.build import (
     EngineJob,
     build_engine,
@@ -37,6 +38,9 @@ def add_arguments(parser):
     parser.add_argument("--pose", type=Path, metavar="M.onnx", help="pose model to compile (dynamic batch)")
     parser.add_argument("--detector", type=Path, metavar="D.onnx", help="person detector to compile (fixed size)")
     parser.add_argument("--fp16", action="store_true", help="build FP16 engines (checked against FP32)")
+    parser.add_argument("--strongly-typed", action="store_true",
+                        help="FP16 from an FP16 conversion of the ONNX built strongly typed (TensorRT 11's only "
+                             "route) also on TensorRT 10, instead of the builder's FP16 flag")
     parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH,
                         help=f"largest pose batch one call takes (default {DEFAULT_MAX_BATCH})")
     parser.add_argument("--workspace", type=float, default=DEFAULT_WORKSPACE_GIB, metavar="GiB",
@@ -62,8 +66,6 @@ def run(args, toolchain=None):
         print(f"livepose build-engine: {error}", file=sys.stderr)
         return 2
     if toolchain is None:
-        from livepose.runtime.backends import BackendUnavailable
-
         try:
             toolchain = tensorrt_toolchain()
         except (ImportError, BackendUnavailable) as error:
@@ -73,7 +75,8 @@ def run(args, toolchain=None):
         inputs = _check_inputs(args, jobs)
         for job in jobs:
             build_engine(job, toolchain, inputs.get(job.kind))
-    except (EngineBuildError, EngineMetaError, ValueError, FileNotFoundError) as error:
+    except (EngineBuildError, EngineMetaError, BackendUnavailable, ValueError, FileNotFoundError) as error:
+        # BackendUnavailable: the GPU or its driver failed mid-build (one line naming driver and fix)
         print(f"livepose build-engine: {error}", file=sys.stderr)
         return 1
     return 0
@@ -122,6 +125,8 @@ def _jobs(args):
         command = ["livepose", "build-engine", f"--{kind}", str(path), "--out", str(args.out)]
         if args.fp16:
             command.append("--fp16")
+        if args.fp16 and args.strongly_typed:
+            command.append("--strongly-typed")
         if kind == "pose":
             command += ["--max-batch", str(args.max_batch)]
         jobs.append(EngineJob(
@@ -133,5 +138,6 @@ def _jobs(args):
             workspace_gib=args.workspace,
             build_command=shlex.join(command),
             force=args.force,
+            strongly_typed_fp16=args.fp16 and args.strongly_typed,
         ))
     return jobs

@@ -13,6 +13,7 @@ tested, without a GPU.
 """
 import logging
 import os
+import re
 import sys
 import tempfile
 from dataclasses import dataclass, replace
@@ -86,7 +87,7 @@ def tensorrt_toolchain(device=0):
         gpu_name=gpu_name,
         compute_capability=capability,
         has_fp16_builder_flag=trt_backend.has_fp16_builder_flag(),
-        build_plan=trt_backend.build_plan,
+        build_plan=lambda spec: trt_backend.build_plan(spec, device=device),
         open_engine=lambda path, meta: trt_backend.TensorRTBackend(path, meta=meta, device=device),
     )
 
@@ -103,6 +104,7 @@ class EngineJob:
     workspace_gib: float
     build_command: str         # the command that rebuilds this engine, written into its sidecar
     force: bool = False        # keep an engine that fails the accuracy check
+    strongly_typed_fp16: bool = False  # FP16 from the converted ONNX even where the builder flag exists
 
 
 def onnx_io(path):
@@ -173,7 +175,7 @@ def build_engine(job, toolchain, check_inputs=None):
             fp16_builder_flag=fp16_mode == "builder-flag",
             strongly_typed=fp16_mode == "strongly-typed-onnx",
             workspace_bytes=int(job.workspace_gib * _GIB),
-            timing_cache=engine_path.parent / f"timing-tensorrt-{toolchain.tensorrt_version}.cache",
+            timing_cache=engine_path.parent / timing_cache_name(toolchain),
         )
         candidate = _build_candidate(spec, toolchain, source, Path(work) / engine_path.name)
         meta = _engine_meta(job, toolchain, candidate, fp16_mode, profile, input_spec, output_spec)
@@ -185,11 +187,21 @@ def build_engine(job, toolchain, check_inputs=None):
     return meta
 
 
+def timing_cache_name(toolchain):
+    """The timing cache file for this TensorRT version and GPU model: kernel timings hold for both
+    only, and two GPU models building into one folder must not overwrite each other's."""
+    gpu = re.sub(r"[^a-z0-9]+", "-", toolchain.gpu_name.lower()).strip("-")
+    return f"timing-tensorrt-{toolchain.tensorrt_version}-{gpu}-sm{toolchain.compute_capability}.cache"
+
+
 def _fp16_mode(job, toolchain):
-    """One of sidecar.FP16_MODES for an FP16 job (the builder flag where this TensorRT has it), else None."""
+    """One of sidecar.FP16_MODES for an FP16 job (the builder flag where this TensorRT has it and the
+    strongly typed route was not asked for), else None."""
     if not job.fp16:
         return None
-    return "builder-flag" if toolchain.has_fp16_builder_flag else "strongly-typed-onnx"
+    if toolchain.has_fp16_builder_flag and not job.strongly_typed_fp16:
+        return "builder-flag"
+    return "strongly-typed-onnx"
 
 
 def _onnx_to_build(source, fp16_mode, work, label):

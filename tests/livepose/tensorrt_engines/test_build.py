@@ -242,7 +242,7 @@ def test_tensorrt_11_route_converts_the_onnx_and_builds_strongly_typed(tiny_onnx
     assert spec.onnx_path != tiny_onnx and spec.onnx_path.name == "tiny.fp16.onnx"
     assert (spec.profile.min, spec.profile.opt, spec.profile.max) == (1, 8, 32)
     assert spec.sample_shape == (3, 64, 48) and spec.input_name == "image"
-    assert spec.timing_cache == tmp_path / "timing-tensorrt-10.8.0.43.cache"
+    assert spec.timing_cache == tmp_path / "timing-tensorrt-10.8.0.43-nvidia-fake-gpu-sm8.9.cache"
     assert meta.fp16_mode == "strongly-typed-onnx" and meta.precision == "f16"
     assert read_sidecar(tmp_path / "tiny.engine") == meta
     # random weights: heatmaps compared, keypoints not, so the engine is recorded as unchecked
