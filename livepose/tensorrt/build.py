@@ -209,7 +209,7 @@ def _onnx_to_build(source, fp16_mode, work, label):
     if fp16_mode != "strongly-typed-onnx":
         return source
     log.info("%s: converting %s to FP16 for a strongly typed build", label, source.name)
-    return convert_to_fp16(source, work / f"{source.stem}.fp16.onnx")
+    return convert_to_fp16(source, work / f"{source.stem}.fp16.onnx").path
 
 
 def _build_candidate(spec, toolchain, source, candidate):
