@@ -30,7 +30,7 @@ from livepose.files import sha256_of
 
 from .checkpoint import CheckpointError, CheckpointMeta, save_checkpoint
 from .model import CONFIGS, get_config
-from .torch_reader import TorchFileError, load_pickle
+from .torch_reader import TorchFileError, find_inert, load_pickle
 from .torch_reader import load as load_torch_file
 
 LAYOUTS = ("mmpose", "msra", "paddle-legacy")
@@ -145,10 +145,24 @@ def read_source(layout, path):
         raise ImportWeightsError(f"{path}: holds a {type(obj).__name__}, expected a state dict")
     file_meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
     state = obj["state_dict"] if isinstance(obj.get("state_dict"), dict) else obj
+    # MMPose 1.x keeps the input normalisation as data_preprocessor buffers: not network weights
+    state = {k: v for k, v in state.items() if not str(k).startswith("data_preprocessor.")}
+    _refuse_stand_ins(state, path)
     arrays = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
     if not arrays:
         raise ImportWeightsError(f"{path}: no tensors found (top-level keys: {sorted(obj)[:8]})")
     return arrays, file_meta
+
+
+def _refuse_stand_ins(state, path):
+    """Objects of unknown classes may sit beside the weights (a 1.x message_hub), never among them."""
+    hits = find_inert(state)
+    if hits:
+        key, stand_in = hits[0]
+        raise ImportWeightsError(
+            f"{path}: state dict entry '{key}' is a pickled {stand_in.global_name} object, not a tensor; "
+            "this reader builds no such object (it runs no pickled code), so these weights cannot be imported"
+        )
 
 
 def read_paddle_params(path):
@@ -265,6 +279,9 @@ def convert(layout, raw, config, source):
                 unexpected.append(name)
             elif ours != "":
                 state[ours] = value
+    unmapped = sorted(ours for ours in state if ours not in expected)
+    if unmapped:
+        raise ImportWeightsError(_unmapped_message(layout, raw, source, unmapped, config))
     missing = sorted(set(expected) - set(state))
     if missing or unexpected:
         raise ImportWeightsError(_layout_message(layout, raw, source, missing, unexpected, config))
@@ -275,6 +292,22 @@ def convert(layout, raw, config, source):
                 f"{_depth_hint(layout, raw, config)}"
             )
     return {name: np.ascontiguousarray(state[name], dtype=np.float32) for name in expected}
+
+
+def _unmapped_message(layout, raw, source, unmapped, config):
+    """A file parameter whose PoseNet name does not exist: dropping it would change the heatmaps silently."""
+    back = {}
+    for name in raw:
+        ours = _torch_name_to_posenet(layout, name) if layout != "paddle-legacy" else None
+        if ours in unmapped:
+            back[ours] = name
+    shown = [f"'{back.get(ours, ours)}' (as '{ours}')" for ours in unmapped[:3]]
+    hint = ""
+    if any(ours.startswith("upLayers.") and ours.endswith(".bias") for ours in unmapped):
+        hint = ("; a deconvolution with a bias means the model was trained with DECONV_WITH_BIAS: true, "
+                f"which {config.name} (deconvolutions without bias, as every published model) does not have")
+    return (f"{source}: {len(unmapped)} parameter(s) of the file have no place in {config.name}: "
+            f"{', '.join(shown)}{hint}; refusing rather than dropping them (the heatmaps would be wrong)")
 
 
 def _torch_name_to_posenet(layout, name):
@@ -419,15 +452,21 @@ def _resnet_depth(layout, raw):
 
 
 def _check_input_size(file_meta, config, path):
-    """MMPose 0.x checkpoints may carry their config text; refuse a different input size when it does."""
-    text = file_meta.get("config") if isinstance(file_meta, dict) else None
-    if not isinstance(text, str):
-        return
-    match = re.search(r"image_size\s*=\s*\[\s*(\d+)\s*,\s*(\d+)\s*\]", text)
-    if match:
-        width, height = int(match.group(1)), int(match.group(2))  # MMPose writes [W, H]
-        if (height, width) != tuple(config.input_size):
+    """Refuse a file whose embedded config (MMPose 0.x `meta['config']`, 1.x `meta['cfg']`) says it was
+    trained at another input size, or with Caffe-style ResNet blocks (stride on the 1x1 conv)."""
+    texts = [file_meta.get(key) for key in ("config", "cfg")] if isinstance(file_meta, dict) else []
+    for text in (t for t in texts if isinstance(t, str)):
+        if re.search(r"style\s*=\s*['\"]caffe['\"]", text):
             raise ImportWeightsError(
-                f"{path}: trained at {height}x{width} (HxW, from its embedded config), "
-                f"but {config.name} is {config.input_size[0]}x{config.input_size[1]}"
+                f"{path}: its config builds Caffe-style ResNet blocks (style='caffe', stride on the 1x1 conv); "
+                "livepose's ResNet strides the 3x3 conv (PyTorch style), so these weights would give wrong heatmaps"
             )
+        # 0.x: data_cfg image_size=[W, H]; 1.x: codec input_size=(W, H)
+        match = re.search(r"(?:image_size|input_size)\s*=\s*[\[(]\s*(\d+)\s*,\s*(\d+)\s*[\])]", text)
+        if match:
+            width, height = int(match.group(1)), int(match.group(2))
+            if (height, width) != tuple(config.input_size):
+                raise ImportWeightsError(
+                    f"{path}: trained at {height}x{width} (HxW, from its embedded config), "
+                    f"but {config.name} is {config.input_size[0]}x{config.input_size[1]}"
+                )

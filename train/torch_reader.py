@@ -8,9 +8,13 @@ Both containers torch.save has written are read:
     magic number, protocol version, sys_info, the object (storages as persistent ids), the list of
     storage keys, then each storage as an int64 element count followed by its raw bytes.
 
-Unpickling resolves only the names in `_ALLOWED`: containers, tensor and parameter rebuilding,
-storage types and plain numpy arrays (found in checkpoint metadata). Any other name is refused with
-an error naming it, before anything is imported, so a crafted file cannot run code.
+Unpickling resolves the names in `_ALLOWED` (containers, tensor and parameter rebuilding, storage
+types, plain numpy arrays and scalars, collections.Counter) to the real thing. Nothing else is ever
+imported or called: a global from a module that can run code (builtins, os, posix, subprocess,
+sys, ...; `_REFUSED_MODULES`) means a crafted file and is refused outright, and any other name
+(mmengine's HistoryBuffer in a 1.x `message_hub`, an optimizer or scheduler class) becomes an
+`Inert` stand-in that records its name, arguments and state and does nothing. Such files load;
+an importer that finds a stand-in among the tensors it needs refuses the file (`find_inert`).
 """
 import collections
 import io
@@ -107,8 +111,63 @@ class _PendingTensor:
         return np.array(view)  # own, contiguous copy
 
 
+class Inert:
+    """Stands in for a pickled global the reader does not resolve: accepts any arguments and state,
+    records them, and runs nothing. `global_name` is "module.name" as the file wrote it."""
+
+    global_name = "?"
+
+    def __new__(cls, *args, **kwargs):  # pickle's NEWOBJ calls only this
+        self = super().__new__(cls)
+        self.args, self.kwargs, self.state, self.items = args, kwargs, None, []
+        return self
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+    def __setstate__(self, state):
+        self.state = state
+
+    def __setitem__(self, key, value):
+        self.items.append((key, value))
+
+    def append(self, value):
+        self.items.append(value)
+
+    def extend(self, values):
+        self.items.extend(values)
+
+    def __repr__(self):
+        return f"<inert stand-in for {self.global_name}>"
+
+
+def _inert_class(module, name):
+    return type(f"Inert[{module}.{name}]", (Inert,), {"global_name": f"{module}.{name}", "__slots__": ()})
+
+
+# globals that can reach the OS, the interpreter or code: only a crafted pickle refers to these
+_REFUSED_MODULES = {
+    "builtins", "__builtin__", "os", "posix", "nt", "posixpath", "ntpath", "subprocess", "sys", "shutil",
+    "importlib", "runpy", "pickle", "_pickle", "socket", "ctypes", "pty", "marshal", "types", "code", "codeop",
+    "tempfile", "webbrowser", "multiprocessing", "signal", "platform", "inspect", "pydoc", "shelve", "dbm",
+    "glob", "zipimport", "asyncio",
+}
+
+
+def find_inert(obj, path=""):
+    """The (key path, Inert) pairs inside dicts, lists and tuples of `obj`, depth first."""
+    if isinstance(obj, Inert):
+        return [(path, obj)]
+    if isinstance(obj, dict):
+        return [hit for k, v in obj.items() for hit in find_inert(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(obj, (list, tuple)):
+        return [hit for i, v in enumerate(obj) for hit in find_inert(v, f"{path}[{i}]")]
+    return []
+
+
 _ALLOWED = {
     ("collections", "OrderedDict"): collections.OrderedDict,
+    ("collections", "Counter"): collections.Counter,  # MMEngine's MultiStepLR milestones
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
     ("builtins", "slice"): slice,
@@ -147,13 +206,14 @@ class _RestrictedUnpickler(pickle.Unpickler):
         self._persistent = persistent_load
 
     def find_class(self, module, name):
-        try:
+        if (module, name) in _ALLOWED:
             return _ALLOWED[(module, name)]
-        except KeyError:
+        if module.split(".", 1)[0] in _REFUSED_MODULES:
             raise TorchFileError(
-                f"{self.source}: refers to {module}.{name}, which a weights file does not need; "
-                "only tensors, containers and numpy arrays are read (no pickled code is run)"
-            ) from None
+                f"{self.source}: refers to {module}.{name}, which no weights file needs: the file is crafted "
+                "to run code when unpickled, and is refused (nothing in it was run)"
+            )
+        return _inert_class(module, name)
 
     def persistent_load(self, pid):
         if self._persistent is None:

@@ -429,3 +429,192 @@ def test_zoo_url_for_another_config_is_refused(tmp_path):
     url = importers.MMPOSE_ZOO["r50-384x288"][0]
     with pytest.raises(importers.ImportWeightsError, match="config 'r50-384x288', but --config is 'r50-256x192'"):
         importers.import_weights("mmpose", url, "r50-256x192", tmp_path / "out.safetensors")
+
+
+# ------------------------------------------------------------------------ files as published
+
+MMPOSE_0X_CONFIG = """log_level = 'INFO'
+optimizer = dict(type='Adam', lr=5e-4)
+lr_config = dict(policy='step', warmup='linear', warmup_iters=500, step=[170, 200])
+model = dict(type='TopDown', pretrained='torchvision://resnet18',
+    backbone=dict(type='ResNet', depth=18),
+    keypoint_head=dict(type='TopDownSimpleHead', in_channels=512, out_channels=17))
+data_cfg = dict(
+    image_size=[192, 256],
+    heatmap_size=[48, 64],
+    num_output_channels=17)
+"""
+
+MMPOSE_1X_CONFIG = """default_scope = 'mmpose'
+codec = dict(type='MSRAHeatmap', input_size=(192, 256), heatmap_size=(48, 64), sigma=2)
+model = dict(
+    type='TopdownPoseEstimator',
+    data_preprocessor=dict(type='PoseDataPreprocessor', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True),
+    backbone=dict(type='ResNet', depth=18, init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet18')),
+    head=dict(type='HeatmapHead', in_channels=512, out_channels=17, loss=dict(type='KeypointMSELoss', use_target_weight=True), decoder=codec))
+param_scheduler = [dict(type='LinearLR', begin=0, end=500, start_factor=0.001, by_epoch=False),
+    dict(type='MultiStepLR', begin=0, end=210, milestones=[170, 200], gamma=0.1, by_epoch=True)]
+"""
+
+
+def adam_state(state):
+    """An Adam optimizer's state_dict after one step over tensors shaped like `state`'s float entries."""
+    params = [nn.Parameter(v.clone().float()) for v in state.values() if v.dtype == torch.float32][:6]
+    optimizer = torch.optim.Adam(params, lr=5e-4)
+    sum(p.sum() for p in params).backward()
+    optimizer.step()
+    return optimizer.state_dict()
+
+
+def save_mmpose_0x_as_published(state, path):
+    """As MMPose 0.x's (mmcv) save_checkpoint wrote it: meta with versions, config text, env, seed None; Adam."""
+    meta = {"mmpose_version": "0.8.0", "config": MMPOSE_0X_CONFIG, "env_info": "sys.platform: linux\nPython: 3.7.7",
+            "seed": None, "epoch": 210, "iter": 117810, "mmcv_version": "1.0.2", "time": "Thu Jul  9 06:23:57 2020"}
+    obj = {"meta": meta, "state_dict": {("keypoint_head." if k.startswith(("deconv_layers.", "final_layer."))
+                                         else "backbone.") + k: v for k, v in state.items()},
+           "optimizer": adam_state(state)}
+    torch.save(obj, path, _use_new_zipfile_serialization=False)
+    return path
+
+
+class _HistoryBuffer:
+    """Shaped like mmengine.logging.history_buffer.HistoryBuffer (plain attributes, default pickling)."""
+
+    def __init__(self, values):
+        self.max_length = 1000000
+        self._log_history = np.asarray(values, np.float64)
+        self._count_history = np.ones(len(values))
+
+
+def _mmengine_modules(monkeypatch):
+    """Make _HistoryBuffer picklable under mmengine's name, as a real 1.x file refers to it."""
+    import types
+
+    module = types.ModuleType("mmengine.logging.history_buffer")
+    module.HistoryBuffer = _HistoryBuffer
+    _HistoryBuffer.__module__, _HistoryBuffer.__qualname__ = module.__name__, "HistoryBuffer"
+    for name in ("mmengine", "mmengine.logging"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+
+
+def save_mmpose_1x_as_published(state, path, monkeypatch, cfg=MMPOSE_1X_CONFIG, extra_state=None):
+    """As MMEngine's Runner.save_checkpoint wrote it before March 2023: message_hub with HistoryBuffers,
+    param_schedulers with Counter milestones, numpy dataset_meta, data_preprocessor buffers."""
+    import collections
+
+    _mmengine_modules(monkeypatch)
+    weights = {("head." if k.startswith(("deconv_layers.", "final_layer.")) else "backbone.") + k: v for k, v in state.items()}
+    weights["data_preprocessor.mean"] = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1)
+    weights["data_preprocessor.std"] = torch.tensor([58.395, 57.12, 57.375]).view(3, 1, 1)
+    weights.update(extra_state or {})
+    dataset_meta = {"dataset_name": "coco", "num_keypoints": 17, "flip_indices": [0, 2, 1, 4, 3],
+                    "sigmas": np.full(17, 0.05, np.float32), "keypoint_colors": np.zeros((17, 3), np.uint8)}
+    obj = {
+        "meta": {"cfg": cfg, "seed": 0, "experiment_name": "td-hm_res18_8xb64-210e_coco-256x192",
+                 "time": "20230102_104845", "mmengine_version": "0.4.0", "dataset_meta": dataset_meta,
+                 "epoch": 210, "iter": 38220},
+        "state_dict": weights,
+        "message_hub": {"log_scalars": {"train/lr": _HistoryBuffer([5e-6]), "train/loss": _HistoryBuffer([1e-3, 9e-4])},
+                        "runtime_info": {"epoch": 210, "iter": 38220, "dataset_meta": dataset_meta},
+                        "resumed_keys": {"epoch": True}},
+        "optimizer": adam_state(state),
+        "param_schedulers": [
+            {"start_factor": 0.001, "end_factor": 1.0, "begin": 0, "end": 500, "last_step": 500, "by_epoch": False},
+            {"milestones": collections.Counter({170: 1, 200: 1}), "gamma": 0.1, "begin": 0, "end": 210,
+             "last_step": 210, "by_epoch": True, "base_values": [0.0005]},
+        ],
+    }
+    torch.save(obj, path)
+    return path
+
+
+def save_torch04_legacy(state, path):
+    """As torch 0.4.0 saved a Microsoft pose_resnet from a GPU: the legacy container, storages located
+    'cuda:0', and no num_batches_tracked buffers (added in torch 0.4.1)."""
+    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    torch.save(state, path, _use_new_zipfile_serialization=False)
+    data = path.read_bytes()
+    cpu, cuda = b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0"  # BINUNICODE strings of the location
+    assert data.count(cpu) >= 1
+    path.write_bytes(data.replace(cpu, cuda))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["mmpose-0.x", "mmpose-1.x", "torch-0.4"])
+def test_files_as_published_import_with_heatmap_parity(kind, tmp_path, monkeypatch):
+    state, batch, expected = reference(18)
+    source = tmp_path / "published.pth"
+    if kind == "mmpose-0.x":
+        save_mmpose_0x_as_published(state, source)
+    elif kind == "mmpose-1.x":
+        save_mmpose_1x_as_published(state, source, monkeypatch)
+    else:
+        save_torch04_legacy(state, source)
+        assert b"cuda:0" in source.read_bytes() and b"num_batches_tracked" not in source.read_bytes()
+    out = tmp_path / "imported.safetensors"
+    importers.import_weights("msra" if kind == "torch-0.4" else "mmpose", source, "r18-256x192", out)
+    assert relative_difference(posenet_heatmaps(out, "r18-256x192", batch), expected) <= RELATIVE_TOLERANCE
+
+
+def test_1x_objects_beside_the_weights_load_as_inert_stand_ins(tmp_path, monkeypatch):
+    from train.torch_reader import Inert, find_inert, load
+
+    state, _, _ = reference(18)
+    obj = load(save_mmpose_1x_as_published(state, tmp_path / "w.pth", monkeypatch))
+    hits = dict(find_inert(obj))
+    buffer = hits["message_hub.log_scalars.train/loss"]
+    assert isinstance(buffer, Inert) and buffer.global_name == "mmengine.logging.history_buffer.HistoryBuffer"
+    np.testing.assert_allclose(buffer.state["_log_history"], [1e-3, 9e-4])  # recorded, never built
+    assert obj["param_schedulers"][1]["milestones"] == {170: 1, 200: 1}
+    assert obj["meta"]["dataset_meta"]["sigmas"].dtype == np.float32
+    assert not find_inert(obj["state_dict"])
+
+
+def test_unknown_object_inside_the_state_dict_is_refused(tmp_path, monkeypatch):
+    state, _, _ = reference(18)
+    source = save_mmpose_1x_as_published(state, tmp_path / "w.pth", monkeypatch,
+                                         extra_state={"head.final_layer.scale": _HistoryBuffer([1.0])})
+    with pytest.raises(importers.ImportWeightsError,
+                       match=r"'head.final_layer.scale' is a pickled mmengine.logging.history_buffer.HistoryBuffer"):
+        importers.import_weights("mmpose", source, "r18-256x192", tmp_path / "out.safetensors")
+
+
+def test_1x_input_size_is_read_from_its_cfg(tmp_path, monkeypatch):
+    state, _, _ = reference(18)
+    cfg = MMPOSE_1X_CONFIG.replace("input_size=(192, 256)", "input_size=(288, 384)")
+    source = save_mmpose_1x_as_published(state, tmp_path / "w.pth", monkeypatch, cfg=cfg)
+    with pytest.raises(importers.ImportWeightsError, match="trained at 384x288.*r18-256x192 is 256x192"):
+        importers.import_weights("mmpose", source, "r18-256x192", tmp_path / "out.safetensors")
+
+
+def test_caffe_style_config_is_refused(tmp_path):
+    state, _, _ = reference(18)
+    meta = {"config": MMPOSE_0X_CONFIG.replace("depth=18)", "depth=18, style='caffe')")}
+    source = save_layout(state, "mmpose-0.x", tmp_path / "caffe.pth", zipfile=True, meta=meta)
+    with pytest.raises(importers.ImportWeightsError, match=r"Caffe-style ResNet blocks.*stride on the 1x1 conv"):
+        importers.import_weights("mmpose", source, "r18-256x192", tmp_path / "out.safetensors")
+
+
+def test_deconvolution_bias_is_reported_not_dropped(tmp_path):
+    """An MSRA model trained with DECONV_WITH_BIAS: true: its deconv biases have no place in PoseNet."""
+    state, _, _ = reference(18)
+    state = dict(state)
+    state["deconv_layers.0.bias"] = torch.zeros(256)
+    source = save_layout(state, "msra", tmp_path / "pose_resnet_18.pth.tar", zipfile=True)
+    with pytest.raises(importers.ImportWeightsError, match=r"'deconv_layers.0.bias' \(as 'upLayers.0.bias'\).*DECONV_WITH_BIAS"):
+        importers.import_weights("msra", source, "r18-256x192", tmp_path / "out.safetensors")
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+class CallsEval:
+    def __reduce__(self):
+        return (eval, ("1 + 1",))
+
+
+def test_builtins_global_outside_the_weights_is_refused_outright(tmp_path):
+    state, _, _ = reference(18)
+    source = tmp_path / "crafted.pth"
+    torch.save({"state_dict": dict(state), "meta": {"note": CallsEval()}}, source)
+    with pytest.raises(TorchFileError, match=r"crafted.pth: refers to (__builtin__|builtins).eval.*crafted to run code"):
+        importers.import_weights("msra", source, "r18-256x192", tmp_path / "out.safetensors")
