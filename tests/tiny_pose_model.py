@@ -14,14 +14,17 @@ INPUT_SIZE = (64, 48)
 HEATMAP_SIZE = (16, 12)
 
 
-def tiny_pose_meta(trained=False):
+def tiny_pose_meta(trained=False, input_size=INPUT_SIZE):
+    height, width = input_size
     return PoseModelMeta(
-        architecture="tiny_test_net", config="tiny-64x48", input_size=INPUT_SIZE, heatmap_size=HEATMAP_SIZE,
+        architecture="tiny_test_net", config=f"tiny-{height}x{width}", input_size=tuple(input_size),
+        heatmap_size=(height // 4, width // 4),
         trained=trained, weights_source="test" if trained else "random",
     )
 
 
-def write_tiny_pose_onnx(path, seed=0, trained=False):
+def write_tiny_pose_onnx(path, seed=0, trained=False, input_size=INPUT_SIZE):
+    """The model at `path`; input_size (H, W), multiples of 8 (the GPU suite uses 256x192)."""
     rng = np.random.default_rng(seed)
     weights = {}
 
@@ -43,16 +46,16 @@ def write_tiny_pose_onnx(path, seed=0, trained=False):
         helper.make_node("Conv", ["r3", param("w4", 17, 32, 1, 1), param("bias4", 17, scale=0.1)], ["heatmaps"]),
     ]
     weights["v1"] = numpy_helper.from_array(np.abs(rng.standard_normal(16)).astype(np.float32) + 0.5, "v1")
-    height, width = INPUT_SIZE
+    height, width = input_size
     graph = helper.make_graph(
         nodes, "tiny_pose",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, height, width])],
-        [helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, ["N", 17, *HEATMAP_SIZE])],
+        [helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, ["N", 17, height // 4, width // 4])],
         initializer=list(weights.values()),
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    helper.set_model_props(model, {METADATA_KEY: tiny_pose_meta(trained).to_json()})
+    helper.set_model_props(model, {METADATA_KEY: tiny_pose_meta(trained, input_size).to_json()})
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path

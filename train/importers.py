@@ -10,6 +10,9 @@ Layouts (LAYOUT FILE):
   msra           Microsoft's human-pose-estimation.pytorch pose_resnet .pth.tar files: conv1.*,
                  layerN.*, deconv_layers.*, final_layer.* (maybe under 'module.' or {'state_dict'}).
                  Its JointsDataset fed cv2.imread BGR pixels with RGB statistics: colour order BGR.
+                 Only PyTorch-style ResNets (MODEL.STYLE pytorch, stride on the 3x3 conv): a caffe-style
+                 file has the same shapes and cannot be told apart (it carries no config), so the
+                 README says so; MMPose files whose embedded config says style='caffe' are refused.
   paddle-legacy  The Paddle tutorial's static-graph pose-resnet50-coco-384x288 parameters: a folder
                  of per-parameter tensor files (fluid.io.save_params) or one .pdparams dict, named
                  conv2d_N.w_0, batch_norm_N.{w_0,b_0,w_1,w_2}, conv2d_transpose_N.w_0, conv2d_53.b_0.
