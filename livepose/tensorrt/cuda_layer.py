@@ -82,7 +82,10 @@ class CudaPython:
         return self._call("cudaStreamCreate")
 
     def stream_handle(self, stream):
-        return int(stream)
+        try:
+            return int(stream)
+        except TypeError:  # a cudaStream_t without __int__: its pointer value
+            return int(stream.getPtr())
 
     def stream_destroy(self, stream):
         self._call("cudaStreamDestroy", stream)

@@ -14,6 +14,7 @@ import json
 import sys
 import threading
 import types
+from pathlib import Path
 
 import numpy as np
 
@@ -45,6 +46,7 @@ class FakeGpu:
         self.build_fails = False
         self.builder_devices = []   # the current device when each Builder was made
         self.execute_gate = None    # a threading.Event execute_async_v3 waits on
+        self.onnx_plans = False     # built engines run their ONNX on ONNX Runtime (the GPU suite on fakes)
         self.executing = threading.Event()
         self._local = threading.local()
         self.lock = threading.Lock()
@@ -315,6 +317,8 @@ class _Builder:
             return None
         config.built = True
         max_batch = config.profiles[0].shapes[2][0] if config.profiles else None
+        if self.gpu.onnx_plans:
+            return json.dumps({"onnx": True, "max_batch": max_batch or 1}).encode() + b"\n" + Path(network.onnx).read_bytes()
         shape = [-1, *config.profiles[0].shapes[0][1:]] if config.profiles else [1, 3, 4, 4]
         return fake_plan(shape, max_batch)
 
@@ -372,31 +376,50 @@ class _Runtime:
         self.gpu = gpu
 
     def deserialize_cuda_engine(self, data):
+        header, _, onnx_bytes = bytes(data).partition(b"\n")
         try:
-            plan = json.loads(bytes(data))
+            plan = json.loads(header)
         except ValueError:
             return None
-        return _Engine(self.gpu, tuple(plan["input"]), plan["max_batch"])
+        if plan.get("onnx"):
+            return _onnx_engine(self.gpu, onnx_bytes, plan["max_batch"])
+        shape = tuple(plan["input"])
+        return _Engine(self.gpu, ("image", "heatmaps"), shape, (2, *shape[2:]), plan["max_batch"],
+                       lambda x: x[:, :2] * 2 + 1)
+
+
+def _onnx_engine(gpu, onnx_bytes, max_batch):
+    """An engine that runs the ONNX it was "built" from on ONNX Runtime (for the GPU suite on fakes)."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+
+    def dims(shape):
+        return tuple(d if isinstance(d, int) else -1 for d in shape)
+
+    return _Engine(gpu, (inp.name, out.name), dims(inp.shape), dims(out.shape)[1:], max_batch,
+                   lambda x: session.run([out.name], {inp.name: x})[0])
 
 
 class _Engine:
     num_io_tensors = 2
 
-    def __init__(self, gpu, input_shape, max_batch):
-        self.gpu, self.input_shape, self.max_batch = gpu, input_shape, max_batch
+    def __init__(self, gpu, names, input_shape, output_rest, max_batch, compute):
+        self.gpu, self.names, self.input_shape, self.max_batch = gpu, names, input_shape, max_batch
+        self.output_rest, self.compute = output_rest, compute
 
     def get_tensor_name(self, i):
-        return ("image", "heatmaps")[i]
+        return self.names[i]
 
     def get_tensor_mode(self, name):
-        return "input" if name == "image" else "output"
+        return "input" if name == self.names[0] else "output"
 
     def get_tensor_dtype(self, name):
         return "float32"
 
     def get_tensor_shape(self, name):
-        shape = self.input_shape
-        return shape if name == "image" else (shape[0], 2, *shape[2:])
+        return self.input_shape if name == self.names[0] else (self.input_shape[0], *self.output_rest)
 
     def get_tensor_profile_shape(self, name, index):
         rest = self.input_shape[1:]
@@ -404,6 +427,11 @@ class _Engine:
 
     def create_execution_context(self):
         return _ExecutionContext(self)
+
+
+def _float_view(ptr, shape):
+    count = int(np.prod(shape))
+    return np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), (count,)).reshape(shape)
 
 
 class _ExecutionContext:
@@ -419,7 +447,7 @@ class _ExecutionContext:
         return True
 
     def get_tensor_shape(self, name):
-        return self.shape if name == "image" else (self.shape[0], 2, *self.shape[2:])
+        return self.shape if name == self.engine.names[0] else (self.shape[0], *self.engine.output_rest)
 
     def set_tensor_address(self, name, ptr):
         self.addresses[name] = ptr
@@ -430,38 +458,39 @@ class _ExecutionContext:
         self.gpu.executing.set()
         if self.gpu.execute_gate is not None:
             self.gpu.execute_gate.wait(10)
-        count = int(np.prod(self.shape))
-        x = np.ctypeslib.as_array(ctypes.cast(self.addresses["image"], ctypes.POINTER(ctypes.c_float)), (count,))
-        x = x.reshape(self.shape)
-        out_shape = self.get_tensor_shape("heatmaps")
-        y = np.ctypeslib.as_array(ctypes.cast(self.addresses["heatmaps"], ctypes.POINTER(ctypes.c_float)),
-                                  (int(np.prod(out_shape)),)).reshape(out_shape)
-        y[...] = x[:, :2] * 2 + 1
+        x = _float_view(self.addresses[self.engine.names[0]], self.shape).copy()
+        out_name = self.engine.names[1]
+        _float_view(self.addresses[out_name], self.get_tensor_shape(out_name))[...] = self.engine.compute(x)
         return True
 
 
 def install(monkeypatch, gpu, layer, fp16_builder_flag=True):
     """Put the fake tensorrt and CUDA `layer` ("cuda-python" or "pycuda") in sys.modules; returns a
     freshly imported livepose.tensorrt.backend bound to them (all undone after the test)."""
+    import importlib
+
     import livepose.tensorrt
 
-    monkeypatch.setitem(sys.modules, "tensorrt", tensorrt_module(gpu, fp16_builder_flag))
+    install_modules(gpu, layer, fp16_builder_flag, monkeypatch.setitem)
+    monkeypatch.setitem(sys.modules, "livepose.tensorrt.backend", None)
+    del sys.modules["livepose.tensorrt.backend"]
+    monkeypatch.setattr(livepose.tensorrt, "backend", None, raising=False)
+    return importlib.import_module("livepose.tensorrt.backend")
+
+
+def install_modules(gpu, layer, fp16_builder_flag, setitem):
+    """The fake modules into sys.modules through `setitem(mapping, name, module)`."""
+    setitem(sys.modules, "tensorrt", tensorrt_module(gpu, fp16_builder_flag))
     if layer == "cuda-python":
         cuda, bindings = types.ModuleType("cuda"), types.ModuleType("cuda.bindings")
         bindings.runtime = cudart_module(gpu)
         for name, module in (("cuda", cuda), ("cuda.bindings", bindings), ("cuda.bindings.runtime", bindings.runtime)):
-            monkeypatch.setitem(sys.modules, name, module)
-        monkeypatch.setitem(sys.modules, "pycuda.driver", None)
+            setitem(sys.modules, name, module)
+        setitem(sys.modules, "pycuda.driver", None)
     else:
         pycuda = types.ModuleType("pycuda")
         pycuda.driver = pycuda_module(gpu)
         for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart"):
-            monkeypatch.setitem(sys.modules, name, None)  # None in sys.modules: that import fails
-        monkeypatch.setitem(sys.modules, "pycuda", pycuda)
-        monkeypatch.setitem(sys.modules, "pycuda.driver", pycuda.driver)
-    monkeypatch.setitem(sys.modules, "livepose.tensorrt.backend", None)
-    del sys.modules["livepose.tensorrt.backend"]
-    monkeypatch.setattr(livepose.tensorrt, "backend", None, raising=False)
-    import importlib
-
-    return importlib.import_module("livepose.tensorrt.backend")
+            setitem(sys.modules, name, None)  # None in sys.modules: that import fails
+        setitem(sys.modules, "pycuda", pycuda)
+        setitem(sys.modules, "pycuda.driver", pycuda.driver)

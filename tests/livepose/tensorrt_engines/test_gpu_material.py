@@ -3,13 +3,15 @@
 tests/gpu/ runs only on an NVIDIA machine; what it reaches before TensorRT (its models, photos,
 video and the FP32 detector's people) is made and checked here, in a subprocess where importing
 paddle fails and LIVEPOSE_SHARED_DATA points nowhere, and the suite's source is walked for the
-fixtures that need either.
+fixtures that need either. Then the suite itself runs on the fake GPU (fake_gpu_plugin.py).
 """
 import json
 import os
 import re
 import subprocess
 import sys
+
+import pytest
 
 from tests.conftest import REPO
 
@@ -56,3 +58,15 @@ def test_gpu_suite_uses_no_fixture_that_needs_paddle_or_shared_data():
     for needs in (r"\bshared_path\b", r"\br18_onnx\b", r"\byolox_nano\b", r"export_pose_model", r"overfit_r18",
                   r"import paddle|\"paddle\"", r"pycuda\.driver"):
         assert not re.search(needs, source), needs
+
+
+@pytest.mark.parametrize("layer, fp16_flag", [("cuda-python", "1"), ("pycuda", "0")])
+def test_gpu_suite_passes_on_the_fake_gpu(layer, fp16_flag):
+    """`pytest -m gpu tests/gpu` itself, on fake TensorRT (10.x with the FP16 flag, 11.x without) and a
+    fake CUDA layer whose engines run their ONNX on ONNX Runtime; paddle unimportable throughout."""
+    env = {**os.environ, "LIVEPOSE_FAKE_CUDA": layer, "LIVEPOSE_FAKE_TRT_FP16_FLAG": fp16_flag,
+           "LIVEPOSE_SHARED_DATA": "/nonexistent", "PYTHONPATH": f"{REPO / 'tests/livepose/tensorrt_engines'}:{REPO}"}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "tests/gpu", "-p", "fake_gpu_plugin",
+                             "-p", "no:cacheprovider"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert re.search(r"\b10 passed, 1 deselected\b", result.stdout), result.stdout[-500:]
