@@ -277,7 +277,8 @@ class TensorRTBackend(Backend):
         self._buffers = _Buffers(math.prod(largest), math.prod(largest_output))
         for name, ptr in ((self.input_name, self._buffers.device_in), (self.output_name, self._buffers.device_out)):
             if not self._context.set_tensor_address(name, ptr):
-                raise RuntimeError(f"engine {engine_path}: TensorRT refused the device buffer of {name!r}")
+                raise BackendUnavailable(gpu_failure(f"engine {engine_path}: TensorRT refused the device buffer of {name!r}",
+                                                     "; ".join(_LOG.take_errors()) or "no error logged"))
 
     def _read_io(self, engine_path):
         """Names, dtypes and shapes of the engine's one input and one output, checked against the sidecar."""

@@ -272,3 +272,18 @@ def test_engine_run_failure_is_one_line(gpu, tmp_path):
         assert "\n" not in str(error.value)
         del fake.failing["cudaMemcpyAsync"]
         np.testing.assert_allclose(engine.run(batch_of(2)), expected(batch_of(2)))  # the lock was released
+
+
+def test_gpu_machine_cuda_check_script(gpu, monkeypatch, capsys):
+    """tests/gpu/cuda_layer_check.py (for a GPU machine without TensorRT), run here on the fake layers."""
+    import importlib.util
+
+    fake, backend = gpu
+    spec = importlib.util.spec_from_file_location("cuda_layer_check", Path(__file__).parents[2] / "gpu" / "cuda_layer_check.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr(script, "ELEMENTS", 1 << 12)
+    assert script.main(backend._CUDA.name) == 0
+    out = capsys.readouterr().out
+    assert f"layer {backend._CUDA.name}: driver supports CUDA 13.0, 2 GPU(s)" in out and "OK, equal to numpy" in out
+    assert fake.live() == 0
