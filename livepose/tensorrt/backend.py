@@ -253,7 +253,10 @@ class TensorRTBackend(Backend):
             with _CUDA.current(device):
                 self._load(engine_path, data)
         except BaseException as error:
-            self.close()
+            try:
+                self.close()
+            except cuda_layer.CudaError:
+                pass  # the first error says more than a failed cleanup after it
             if isinstance(error, cuda_layer.CudaError):
                 raise BackendUnavailable(gpu_failure(f"engine {engine_path}: CUDA failed", error)) from None
             raise
