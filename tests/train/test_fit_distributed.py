@@ -4,7 +4,6 @@ BatchNorm statistics are frozen (--freeze-bn): each rank would otherwise normali
 its own statistics (SyncBatchNorm is GPU-only in Paddle), and the two runs would differ by design.
 """
 import os
-import shutil
 import subprocess
 import sys
 
@@ -17,9 +16,29 @@ pytest.importorskip("pycocotools")
 from tests.conftest import REPO  # noqa: E402
 from tests.train.test_fit import losses, max_difference, run_fit, weights  # noqa: E402
 
-# float tolerance: the all-reduced mean of two half-batch gradients vs one full-batch gradient differ in
-# rounding only; Adam's first steps amplify that to about 1e-7 (see the measured figure in the report)
-WEIGHT_TOLERANCE = 1e-5
+LR = 1e-4
+# The all-reduced mean of two half-batch gradients and the one full-batch gradient differ in rounding
+# only. Adam divides each gradient by its running RMS, so a weight whose gradient is itself at rounding
+# level moves by up to lr in a direction the rounding decides: the largest difference is bounded by a
+# fraction of lr, while nearly all weights agree to float precision, drifting slowly with the steps.
+# Measured (2 CPU processes vs 1, this test): max 6.1e-7, 99.9th percentile 1.6e-8 after 2 steps; after
+# 2 steps, a restart and 2 more, max 9.4e-6, 99.9th percentile 4.6e-7, median 6e-10, while 4 steps
+# move the weights by up to 4 lr = 4e-4. Two processes resumed vs two uninterrupted: identical (0.0).
+MAX_DIFFERENCE = 0.25 * LR
+TYPICAL_DIFFERENCE = 2e-6  # the 99.9th percentile of |w2 - w1| over all weights
+
+
+def differences(a, b):
+    """|a - b| over every weight of two state dicts, flattened (M,)."""
+    return np.concatenate([np.abs(a[name] - b[name]).ravel() for name in a])
+
+
+def check_equal(one, two, label):
+    diff = differences(one, two)
+    typical = float(np.percentile(diff, 99.9))
+    print(f"{label}: max |w(2 processes) - w(1 process)| {diff.max():.3g}, 99.9th percentile {typical:.3g}, "
+          f"median {np.median(diff):.3g} over {diff.size} weights")
+    assert diff.max() <= MAX_DIFFERENCE and typical <= TYPICAL_DIFFERENCE
 
 
 def launch(log_dir, *argv):
@@ -37,7 +56,7 @@ def worker_log(log_dir, rank):
 def test_two_gloo_processes_train_and_resume_like_one(coco_subset, tmp_path):
     ann, images = coco_subset
     common = ["--config", "r18-256x192", "--ann", ann, "--images", images, "--batch-size", 4, "--workers", 0,
-              "--log-every", 1, "--save-every-steps", 0, "--freeze-bn", "--seed", 3, "--lr", 1e-4]
+              "--log-every", 1, "--save-every-steps", 0, "--freeze-bn", "--seed", 3, "--lr", LR]
     one, two = tmp_path / "one", tmp_path / "two"
     assert run_fit(*common, "--out", one, "--max-steps", 2) == 0
     one_halfway = weights(one)[0]
@@ -47,17 +66,13 @@ def test_two_gloo_processes_train_and_resume_like_one(coco_subset, tmp_path):
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     two_halfway, meta = weights(two)
     assert meta.step == 2
-    halfway_difference = max_difference(one_halfway, two_halfway)
-    shutil.copytree(two, tmp_path / "two_at_2")
+    check_equal(one_halfway, two_halfway, "after 2 steps")
     # interrupted after 2 of 4 steps; both ranks resume from the same --out
     second = launch(tmp_path / "launch2", *common, "--out", two, "--max-steps", 4, "--resume", "auto")
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     final, meta = weights(two)
     assert meta.step == 4
-    final_difference = max_difference(weights(one)[0], final)
-    print(f"max |w(2 processes) - w(1 process)|: {halfway_difference:.3g} after 2 steps, "
-          f"{final_difference:.3g} after 2 + resume + 2")
-    assert halfway_difference <= WEIGHT_TOLERANCE and final_difference <= WEIGHT_TOLERANCE
+    check_equal(weights(one)[0], final, "after 2 steps, interruption, resume, 2 steps")
     assert max_difference(two_halfway, final) > 1e-4  # the resumed steps did change the weights
 
     # rank 0 alone wrote: each step's log row once, the same losses as one process (the global batch's)
