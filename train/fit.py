@@ -21,10 +21,11 @@ Data parallel (`paddle.distributed.launch` starts one process per rank):
 --batch-size is GLOBAL (samples per optimizer step), split evenly over the ranks, so the learning rate
 and schedule mean the same on any number of devices: a world-size change never changes the rate (scale
 --lr yourself only when you change --batch-size). Ranks take disjoint shards of each global batch; only
-rank 0 writes checkpoints, logs and curves, and validates while the others wait at a barrier (gloo's
-barrier waits without a time limit; measured past PADDLE_PG_TIMEOUT). Every rank resumes from the same
---out: on several nodes it must be a shared folder. When a rank fails, `launch` stops the job and names
-the failed rank and its log (--log_dir, workerlog.N). BatchNorm statistics are per rank (SyncBatchNorm
+rank 0 writes checkpoints, logs and curves, and validates while the others wait at a barrier. Every
+rank resumes from the same --out: on several nodes it must be a shared folder. When a rank fails,
+`launch` stops the job and names the failed rank and its log (--log_dir, workerlog.N); gloo
+collectives have no timeout (PADDLE_PG_TIMEOUT is not applied on CPU), so a rank that finishes no step
+for --rank-timeout seconds (RankWatchdog) ends itself, naming its rank, and `launch` stops the rest. BatchNorm statistics are per rank (SyncBatchNorm
 is GPU-only in Paddle); --freeze-bn keeps them fixed, which makes N ranks equal one process exactly.
 """
 import contextlib
@@ -96,9 +97,13 @@ class FitSettings:
     max_steps: int = 0              # 0: run all epochs
     progress: bool = True
     freeze_batchnorm: bool = False  # BatchNorm layers in eval mode: running statistics used, never updated
+    rank_timeout_s: float = 3600.0  # several ranks: a rank that finishes no step (or validation) for this long ends
 
     def __post_init__(self):
         # the smallest value each accepts; 0 turns the optional ones off (see the field comments)
+        if isinstance(self.rank_timeout_s, bool) or not isinstance(self.rank_timeout_s, numbers.Real) \
+                or self.rank_timeout_s < 0:
+            raise FitError(f"rank_timeout_s (--rank-timeout): expected seconds >= 0, got {self.rank_timeout_s!r}")
         minimums = {"epochs": 1, "batch_size": 1, "val_every_epochs": 1, "workers": 0, "save_every_steps": 0,
                     "log_every": 0, "max_steps": 0}
         for name, minimum in minimums.items():
@@ -240,6 +245,49 @@ class _Logger:
                 self.visualdl.close()
 
 
+class RankWatchdog:
+    """Ends this rank's process when it finishes no step for `timeout_s` seconds.
+
+    gloo collectives wait without a time limit (PADDLE_PG_TIMEOUT is not applied to them on CPU,
+    measured with Paddle 3.3), so a rank whose peer hangs would wait in the all-reduce forever. Exiting
+    lets paddle.distributed.launch stop the job, naming this rank. The timeout must exceed the longest
+    step and a validation (the other ranks wait at a barrier meanwhile).
+    """
+
+    def __init__(self, timeout_s, rank, on_timeout=None):
+        self.timeout_s, self.rank = float(timeout_s), rank
+        self.on_timeout = on_timeout or _exit_for_timeout
+        self._last = time.monotonic()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="rank-watchdog", daemon=True)
+
+    def __enter__(self):
+        self.beat()
+        self._thread.start()
+        return self
+
+    def beat(self):
+        """This rank made progress."""
+        self._last = time.monotonic()
+
+    def _watch(self):
+        while not self._done.wait(min(self.timeout_s / 4, 10.0)):
+            idle = time.monotonic() - self._last
+            if idle > self.timeout_s:
+                self.on_timeout(f"livepose-train fit: error: rank {self.rank} finished no step for {idle:.0f} s "
+                                f"(--rank-timeout {self.timeout_s:g}): another rank hangs or died; stopping")
+                return
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._thread.join()
+
+
+def _exit_for_timeout(message):
+    print(message, file=sys.stderr, flush=True)
+    os._exit(3)  # the main thread may sit inside a collective that never returns
+
+
 class _StopFlag:
     """The first Ctrl-C asks the loop to stop after the current step; a second one interrupts at once."""
 
@@ -324,7 +372,7 @@ def _train(config, dataset, out_dir, settings, resume, val, backbone, log):
     progress = _progress(run.total_steps, run.step, run.writer and settings.progress)
     stop = _StopFlag()
     try:
-        with stop:
+        with stop, run.watchdog or contextlib.nullcontext():
             run.run_epochs(net, val, logger, progress, stop)
     except KeyboardInterrupt:
         run.result.interrupted = True
@@ -400,6 +448,8 @@ class _Run:
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
         self.consistent = True  # model and optimizer are between steps: safe to save
         self.result = FitResult(out_dir, 0, 0, False, float("nan"))
+        several = self.world_size > 1 and settings.rank_timeout_s > 0
+        self.watchdog = RankWatchdog(settings.rank_timeout_s, self.rank) if several else None
         log(f"batch: {settings.batch_size} global = {self.world_size} rank(s) x {self.rank_batch}; lr {settings.lr} "
             f"for the global batch; {dataset.target_encoding} targets"
             + ("; BatchNorm frozen" if settings.freeze_batchnorm else ""))
@@ -440,6 +490,7 @@ class _Run:
                                           return_list=True)
             for images, targets, weights in loader:
                 loss, lr, heatmaps = self.optimizer_step(net, images, targets, weights)
+                self.beat()
                 self.result.last_loss = float(loss)
                 rate = throughput.add(len(images) * self.world_size)
                 progress.update(1)
@@ -478,6 +529,10 @@ class _Run:
         self.consistent = True
         return loss, lr, heatmaps
 
+    def beat(self):
+        if self.watchdog is not None:
+            self.watchdog.beat()
+
     def global_loss(self, loss):
         """The loss of the whole global batch: the mean of the ranks' (equal-sized) batch losses."""
         if self.world_size == 1:
@@ -495,6 +550,7 @@ class _Run:
                 self.record_validation(val)
             if self.world_size > 1:  # the others wait here, not inside the next step's all-reduce
                 paddle.distributed.barrier()
+            self.beat()
         if not self.settings.save_every_steps:
             self.save()
 
@@ -662,6 +718,9 @@ def add_arguments(parser):
     parser.add_argument("--no-augment", action="store_true", help="plain crops: no flip, scale, rotation, half-body")
     parser.add_argument("--freeze-bn", action="store_true",
                         help="keep BatchNorm statistics fixed (eval mode), e.g. to check N ranks against one process")
+    parser.add_argument("--rank-timeout", type=float, default=3600.0, metavar="SECONDS",
+                        help="several ranks: a rank that finishes no step or validation for this long stops the "
+                             "job (0: never; must exceed a validation's time; default: %(default)s)")
     parser.add_argument("--target-encoding", choices=TARGET_ENCODINGS, default="standard",
                         help="standard: Gaussians centred on the nearest heatmap pixel (SimpleBaselines); "
                              "unbiased: UDP (Huang et al. 2020) sub-pixel centres and unit-length crop geometry, "
@@ -693,7 +752,7 @@ def run(args):
             config, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, workers=args.workers, seed=args.seed,
             augment=not args.no_augment, save_every_steps=args.save_every_steps,
             val_every_epochs=args.val_every_epochs, log_every=args.log_every, max_steps=args.max_steps,
-            freeze_batchnorm=args.freeze_bn)
+            freeze_batchnorm=args.freeze_bn, rank_timeout_s=args.rank_timeout)
         records = load_coco_persons(ann, images, config.input_size, config.num_keypoints, select=not args.no_select)
         if val is not None and not os.path.isfile(val[0]):
             raise DatasetError(f"validation annotation file {val[0]}: no such file (or pass --no-val)")

@@ -94,3 +94,19 @@ def test_a_global_batch_that_does_not_split_over_the_ranks_is_refused(coco_subse
     log = worker_log(tmp_path / "launch", 1)
     assert "(rank 1 of 2): error: batch_size (--batch-size): the global batch 3 does not split evenly over 2 ranks" in log
     assert not (tmp_path / "out" / "last.safetensors").exists()
+
+
+def test_a_rank_without_progress_is_stopped_with_its_rank_named():
+    """gloo collectives have no timeout on CPU: the watchdog ends a rank stuck waiting for a hung peer."""
+    import time
+
+    from train.fit import RankWatchdog
+
+    messages = []
+    with RankWatchdog(0.4, rank=1, on_timeout=messages.append) as watchdog:
+        for _ in range(8):  # steps every 0.1 s: alive
+            time.sleep(0.1)
+            watchdog.beat()
+        assert messages == []
+        time.sleep(1.0)  # no step: stopped
+    assert len(messages) == 1 and "rank 1 finished no step" in messages[0] and "--rank-timeout 0.4" in messages[0]
