@@ -25,8 +25,9 @@ rank 0 writes checkpoints, logs and curves, and validates while the others wait 
 rank resumes from the same --out: on several nodes it must be a shared folder. When a rank fails,
 `launch` stops the job and names the failed rank and its log (--log_dir, workerlog.N); gloo
 collectives have no timeout (PADDLE_PG_TIMEOUT is not applied on CPU), so a rank that finishes no step
-for --rank-timeout seconds (RankWatchdog) ends itself, naming its rank, and `launch` stops the rest. BatchNorm statistics are per rank (SyncBatchNorm
-is GPU-only in Paddle); --freeze-bn keeps them fixed, which makes N ranks equal one process exactly.
+for --rank-timeout seconds (RankWatchdog) ends itself, naming its rank, and `launch` stops the rest.
+BatchNorm statistics are per rank (SyncBatchNorm is GPU-only in Paddle); --freeze-bn keeps them fixed,
+which makes N ranks equal one process to float tolerance (tests/train/test_fit_distributed.py).
 """
 import contextlib
 import csv
