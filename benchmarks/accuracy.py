@@ -34,7 +34,8 @@ def training_crops(meta, persons):
     crops = []
     for record in records:
         frame = cv2.imread(record.image_path)
-        crop, _ = crop_persons(frame, record.center[None], record.scale[None], meta.input_size)
+        crop, _ = crop_persons(frame, record.center[None], record.scale[None], meta.input_size,
+                               encoding=meta.target_encoding)
         crops.append(normalize_crops(crop, meta.mean, meta.std, meta.color_order == "RGB"))
     return np.concatenate(crops)
 

@@ -39,7 +39,7 @@ def calibration_crops(meta, coco_dir, video, detector_path, video_frames, every)
 
     def normalise(frame, boxes_xywh):
         centers, scales = box_to_center_scale(boxes_xywh, meta.input_size)
-        crops, _ = crop_persons(frame, centers, scales, meta.input_size)
+        crops, _ = crop_persons(frame, centers, scales, meta.input_size, encoding=meta.target_encoding)
         return normalize_crops(crops, meta.mean, meta.std, meta.color_order == "RGB")
 
     batches, sources = [], []

@@ -1,7 +1,11 @@
 """`livepose-train` / `python -m train`: fit, evaluate, export and import SimpleBaselines pose models."""
 import argparse
 import importlib
+import os
 import sys
+
+if not __package__:  # run as a script (paddle.distributed.launch takes a file): import `train` from the repo
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # subcommand -> module; each module defines add_arguments(parser) and run(args) -> exit code
 _COMMANDS = {

@@ -29,6 +29,13 @@ class CheckpointMeta:
     step: int = 0
     extra: dict = field(default_factory=dict)
     version: int = CHECKPOINT_VERSION
+    target_encoding: str = "standard"  # how the heatmap targets were placed; absent in older checkpoints
+
+    def __post_init__(self):
+        from livepose.core.geometry import TARGET_ENCODINGS
+
+        if self.target_encoding not in TARGET_ENCODINGS:
+            raise ValueError(f"target_encoding: expected one of {TARGET_ENCODINGS}, got {self.target_encoding!r}")
 
 
 def save_checkpoint(path, state, meta):

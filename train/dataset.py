@@ -24,7 +24,12 @@ import numpy as np
 import paddle
 
 from livepose.core.crops import crop_persons, normalize_crops
-from livepose.core.geometry import PIXEL_STD, box_to_center_scale, warp_points
+from livepose.core.geometry import (
+    PIXEL_STD,
+    TARGET_ENCODINGS,
+    box_to_center_scale,
+    warp_points,
+)
 from livepose.core.skeleton import KEYPOINT_COLORS, KEYPOINT_NAMES, flip_permutation
 
 from .targets import generate_targets
@@ -228,9 +233,13 @@ class COCOPose(paddle.io.Dataset):
 
     Yields image (3, H, W) float32 (RGB, ImageNet-normalised), target (K, h, w) float32, weight (K,) float32.
     augmentation: an `Augmentation`, or None for plain crops (validation, overfit checks).
+    target_encoding: how crops and targets place joints (livepose.core.geometry.TARGET_ENCODINGS).
     """
 
-    def __init__(self, records, config, augmentation=Augmentation(), seed=0):
+    def __init__(self, records, config, augmentation=Augmentation(), seed=0, target_encoding="standard"):
+        if target_encoding not in TARGET_ENCODINGS:
+            raise DatasetError(f"target_encoding: expected one of {TARGET_ENCODINGS}, got {target_encoding!r}")
+        self.target_encoding = target_encoding
         self.records = list(records)
         self.config = config
         self.augmentation = augmentation
@@ -271,17 +280,21 @@ class COCOPose(paddle.io.Dataset):
                 joints, visible = joints[self._flip], visible[self._flip]
                 center[0] = width - 1 - center[0]
                 flipped = True
-        crops, affines = crop_persons(image, center[None], scale[None], self.config.input_size, [rotation])
+        crops, affines = crop_persons(image, center[None], scale[None], self.config.input_size, [rotation],
+                                      encoding=self.target_encoding)
         crop_joints = warp_points(joints, affines[0])
-        target, weight = generate_targets(crop_joints, visible, self.config.input_size, self.config.sigma)
+        target, weight = generate_targets(crop_joints, visible, self.config.input_size, self.config.sigma,
+                                          encoding=self.target_encoding)
         return Sample(crops[0], crop_joints, visible, target, weight, affines[0], rotation, flipped)
 
 
 class EpochBatchSampler(paddle.io.BatchSampler):
     """Batches of (epoch, index) whose order is a pure function of (seed, epoch).
 
-    Like paddle.io.DistributedBatchSampler it pads the order to a multiple of world_size and gives
-    rank r every world_size-th index; unlike it, the order and the place in it (`start_batch`) can be
+    Like paddle.io.DistributedBatchSampler it pads the order to a multiple of world_size (repeating its
+    start, so every rank takes the same number of steps: uneven counts would deadlock the all-reduce)
+    and gives rank r every world_size-th index. With batch_size = global batch / world_size, the ranks'
+    batches at step k together are exactly the one-process batch k of the global batch; unlike it, the order and the place in it (`start_batch`) can be
     set, so a resumed run continues mid-epoch with the same batches.
     """
 

@@ -19,9 +19,10 @@ import numpy as np
 
 from livepose.core.coco import rescore
 from livepose.core.crops import crop_persons, model_input
-from livepose.core.decode import REFINEMENTS, decode_heatmaps
+from livepose.core.decode import DEFAULT_REFINE, REFINEMENTS, decode_heatmaps
 from livepose.core.geometry import (
     PIXEL_STD,
+    TARGET_ENCODINGS,
     box_to_center_scale,
     heatmap_to_frame,
     warp_points,
@@ -54,13 +55,13 @@ class EvalSettings:
     boxes: str = None                 # None: ground-truth boxes (HRNet's validation); else a COCO detection file
     box_score_threshold: float = 0.0  # SimpleBaselines keeps every detection; COCOeval's maxDets 20 cuts the tail
     flip: bool = False                # off: the runtime does not flip, so the AP is the runtime's
-    refine: str = "quarter"           # SimpleBaselines' quarter-pixel shift, the runtime's default
+    refine: str = None                # None: the model's encoding's (quarter for standard, dark for unbiased), as the runtime
     batch_size: int = 32              # crops per network call: fills a GPU, bounds memory on CPU
     results_out: str = None           # where to write the COCO results JSON (atomically); None: nowhere
     progress: bool = False            # a progress bar on stderr; the CLI turns it on for a terminal
 
     def __post_init__(self):
-        if self.refine not in REFINEMENTS:
+        if self.refine is not None and self.refine not in REFINEMENTS:
             raise EvaluationError(f"refine: expected one of {REFINEMENTS}, got {self.refine!r}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, numbers.Integral) or self.batch_size < 1:
             raise EvaluationError(f"batch_size (--batch-size): expected a positive integer, got {self.batch_size!r}")
@@ -70,11 +71,12 @@ class EvalSettings:
             )
 
 
-def fit_model_meta(config, color_order=COLOR_ORDER):
+def fit_model_meta(config, color_order=COLOR_ORDER, target_encoding="standard"):
     """What a network `fit` trained takes: crops in `color_order`, ImageNet-normalised (PoseModelMeta's
-    defaults, as train.dataset normalises), and the config's target sigma for DARK."""
+    defaults, as train.dataset normalises), the config's target sigma for DARK, and how its targets were placed."""
     return PoseModelMeta(architecture=config.architecture, config=config.name, input_size=config.input_size,
-                         heatmap_size=config.heatmap_size, color_order=color_order, sigma=config.sigma)
+                         heatmap_size=config.heatmap_size, color_order=color_order, sigma=config.sigma,
+                         target_encoding=target_encoding)
 
 
 @dataclass(frozen=True)
@@ -193,9 +195,11 @@ def image_paths(coco, images_dir, image_ids, ann_file):
 # flip test
 
 
-def crop_mirrored(frame, centers, scales, input_size):
-    """Crops (N, H, W, 3) mirrored about x = W/2 and their frame -> crop affines (N, 2, 3).
+def crop_mirrored(frame, centers, scales, input_size, encoding="standard"):
+    """Crops (N, H, W, 3) mirrored about the box centre and their frame -> crop affines (N, 2, 3).
 
+    Unbiased (UDP): the centre is the middle pixel (W - 1)/2, so reversing the columns is the mirror.
+    Standard:
     The tutorial's affine puts the box centre at x = W/2, not at the middle pixel (W - 1)/2, so x = W/2
     is the mirror line for which the mirrored crop is the crop of the mirrored frame, as training's flip
     augmentation makes it: x' = W - x. Column reversal alone (SimpleBaselines) gives x' = W - 1 - x, so
@@ -204,18 +208,21 @@ def crop_mirrored(frame, centers, scales, input_size):
     centers = np.asarray(centers, dtype=np.float64)
     scales = np.asarray(scales, dtype=np.float64)
     width = input_size[1]
-    crop_pixel = scales[:, 0] * PIXEL_STD / width  # frame px per crop px (the width sets the zoom)
-    shifted = centers + np.stack([crop_pixel, np.zeros_like(crop_pixel)], axis=1)
-    crops, affines = crop_persons(frame, shifted, scales, input_size)
+    if encoding == "standard":
+        crop_pixel = scales[:, 0] * PIXEL_STD / width  # frame px per crop px (the width sets the zoom)
+        centers = centers + np.stack([crop_pixel, np.zeros_like(crop_pixel)], axis=1)
+    crops, affines = crop_persons(frame, centers, scales, input_size, encoding=encoding)
     # column reversal x -> W - 1 - x composed with the shifted crop's affine
     affines[:, 0] *= -1.0
     affines[:, 0, 2] += width - 1
     return np.ascontiguousarray(crops[:, :, ::-1]), affines
 
 
-def flip_heatmaps_back(heatmaps):
-    """Heatmaps (N, K, h, w) of crops mirrored about x = W/2 -> heatmaps of the unmirrored crops.
+def flip_heatmaps_back(heatmaps, encoding="standard"):
+    """Heatmaps (N, K, h, w) of `crop_mirrored` crops -> heatmaps of the unmirrored crops.
 
+    Unbiased (UDP): the heatmap's middle (w - 1)/2 is the crop's, so reversed columns, left/right
+    swapped, are exact. Standard, crops mirrored about x = W/2:
     A joint at crop x sits at x' = W - x in the mirrored crop; its heatmap peak is at u' = x'/4 = w - u.
     Reversing the columns moves column u' to w - 1 - u' = u - 1, so the reversed map is one heatmap pixel
     left of the original: shift it one pixel right (SimpleBaselines' shift). Left/right joints swap.
@@ -223,6 +230,8 @@ def flip_heatmaps_back(heatmaps):
     shift leaves the flipped branch 1/4 heatmap px (one input px) to the right; `crop_mirrored` avoids that.
     """
     back = heatmaps[:, flip_permutation(), :, ::-1]
+    if encoding == "unbiased":
+        return np.ascontiguousarray(back)
     shifted = np.empty_like(back)
     shifted[..., 1:] = back[..., :-1]
     shifted[..., 0] = back[..., 0]  # nothing is known left of column 0; keep the reversed edge
@@ -277,16 +286,18 @@ def predict_keypoints(heatmap_fn, persons, paths, config, settings=EvalSettings(
     and scores (N, K).
     """
     model_meta = fit_model_meta(config) if model_meta is None else model_meta
+    encoding = model_meta.target_encoding
+    refine = settings.refine or DEFAULT_REFINE[encoding]
     keypoints = np.zeros((len(persons), NUM_KEYPOINTS, 2))
     scores = np.zeros((len(persons), NUM_KEYPOINTS), dtype=np.float32)
     for indices, batch, affines, *mirror in _image_groups(persons, paths, config, settings, model_meta):
         heatmaps = _network_heatmaps(heatmap_fn, batch, affines, indices, config, settings.batch_size)
         if settings.flip:
             mirrored = _network_heatmaps(heatmap_fn, *mirror, indices, config, settings.batch_size)
-            heatmaps = 0.5 * (heatmaps + flip_heatmaps_back(mirrored))
-        coords, peak = decode_heatmaps(heatmaps, refine=settings.refine, sigma=model_meta.sigma)
+            heatmaps = 0.5 * (heatmaps + flip_heatmaps_back(mirrored, encoding))
+        coords, peak = decode_heatmaps(heatmaps, refine=refine, sigma=model_meta.sigma)
         keypoints[indices] = heatmap_to_frame(coords, persons.centers[indices], persons.scales[indices],
-                                              tuple(config.heatmap_size))
+                                              tuple(config.heatmap_size), encoding)
         scores[indices] = peak
     return keypoints, scores
 
@@ -328,10 +339,11 @@ def _image_inputs(path, persons, indices, config, flip, model_meta):
         raise EvaluationError(f"image {path}: not a readable image")
     input_size = tuple(config.input_size)
     centers, scales = persons.centers[indices], persons.scales[indices]
-    crops, affines = crop_persons(frame, centers, scales, input_size)
+    encoding = model_meta.target_encoding
+    crops, affines = crop_persons(frame, centers, scales, input_size, encoding=encoding)
     inputs = (indices, model_input(crops, model_meta), affines)
     if flip:
-        mirrored, mirrored_affines = crop_mirrored(frame, centers, scales, input_size)
+        mirrored, mirrored_affines = crop_mirrored(frame, centers, scales, input_size, encoding)
         inputs += (model_input(mirrored, model_meta), mirrored_affines)
     return inputs
 
@@ -352,7 +364,7 @@ def _network_heatmaps(heatmap_fn, batch, affines, indices, config, batch_size):
     return heatmaps
 
 
-def oracle_heatmap_fn(persons, config):
+def oracle_heatmap_fn(persons, config, encoding="standard"):
     """A heatmap_fn that ignores the pixels and renders the training targets of the ground truth:
     joints warped into each crop with its own affine, unlabelled joints flat zero (score 0)."""
     if persons.keypoints is None:
@@ -369,7 +381,8 @@ def oracle_heatmap_fn(persons, config):
         joints[mirrored] = joints[mirrored][:, swap]
         visible = np.where(mirrored[:, None], visible[:, swap], visible)
         return np.stack([
-            generate_targets(j, v, config.input_size, config.sigma)[0] for j, v in zip(joints, visible)
+            generate_targets(j, v, config.input_size, config.sigma, encoding=encoding)[0]
+            for j, v in zip(joints, visible)
         ])
 
     return render
@@ -449,11 +462,11 @@ def evaluate_model(predict_fn, config, ann_file, images_dir, settings=EvalSettin
                      images_dir, settings, model_meta)
 
 
-def evaluate_oracle(config, ann_file, images_dir, settings=EvalSettings()):
-    """COCO keypoint AP of the ground truth rendered as training targets (no network): a check of the
-    crop, decode and warp-back geometry. Ground-truth boxes only."""
-    return _evaluate(lambda persons: oracle_heatmap_fn(persons, config), config, ann_file, images_dir, settings,
-                     None)
+def evaluate_oracle(config, ann_file, images_dir, settings=EvalSettings(), target_encoding="standard"):
+    """COCO keypoint AP of the ground truth rendered as training targets of `target_encoding` (no network):
+    a check of the crop, target, decode and warp-back geometry. Ground-truth boxes only."""
+    return _evaluate(lambda persons: oracle_heatmap_fn(persons, config, target_encoding), config, ann_file,
+                     images_dir, settings, fit_model_meta(config, target_encoding=target_encoding))
 
 
 def paddle_predict_fn(model):
@@ -484,7 +497,11 @@ def add_arguments(parser):
     parser.add_argument("--box-score-threshold", type=float, default=0.0,
                         help="drop detections scored below this (default 0, as SimpleBaselines)")
     parser.add_argument("--flip", action="store_true", help="average with the mirrored crop's heatmaps")
-    parser.add_argument("--refine", choices=REFINEMENTS, default="quarter", help="sub-pixel decode (default quarter)")
+    parser.add_argument("--refine", choices=REFINEMENTS,
+                        help="sub-pixel decode (default: the model's: quarter for standard targets, dark for unbiased)")
+    parser.add_argument("--target-encoding", choices=TARGET_ENCODINGS,
+                        help="with --oracle: the targets to render (default standard); a checkpoint or model "
+                             "says its own")
     parser.add_argument("--results-out", help="write the COCO keypoint results JSON here")
     parser.add_argument("--metrics-out", required=True, help="write the 10 COCOeval numbers by name here (JSON)")
     parser.add_argument("--batch-size", type=int, default=32, help="crops per network call (default 32)")
@@ -515,7 +532,7 @@ def _checkpoint_source(path, config):
     model = build_model(config)
     load_model_state(model, state, source=f"checkpoint {path}")
     model.eval()
-    return paddle_predict_fn(model), fit_model_meta(config, meta.color_order)
+    return paddle_predict_fn(model), fit_model_meta(config, meta.color_order, meta.target_encoding)
 
 
 def run(args):
@@ -527,8 +544,10 @@ def run(args):
         if args.oracle:
             if args.boxes:
                 raise EvaluationError("--oracle renders the ground truth of ground-truth boxes; drop --boxes")
-            metrics = evaluate_oracle(config, args.ann, args.images, settings)
+            metrics = evaluate_oracle(config, args.ann, args.images, settings, args.target_encoding or "standard")
         else:
+            if args.target_encoding:
+                raise EvaluationError("--target-encoding is for --oracle: a checkpoint or model says its own")
             if args.model:
                 predict, model_meta = _onnx_source(args.model, config)
             else:

@@ -101,10 +101,11 @@ def export(config_name, out, checkpoint=None, opset=MIN_OPSET, seed=0):
         state, meta = load_checkpoint(checkpoint, expected_config=config.name)
         load_model_state(model, state, source=f"checkpoint {checkpoint}")
         color_order, trained, weights_source = meta.color_order, meta.trained, meta.weights_source
+        target_encoding = meta.target_encoding
         extra["checkpoint_sha256"] = sha256_of(checkpoint)
         extra.update({f"checkpoint_{k}": v for k, v in meta.extra.items() if isinstance(v, (str, int, float, bool))})
     else:
-        color_order, trained, weights_source = "RGB", False, "random"
+        color_order, trained, weights_source, target_encoding = "RGB", False, "random", "standard"
     model.eval()
 
     onnx_model = _convert(model, config.input_size, opset)
@@ -112,7 +113,7 @@ def export(config_name, out, checkpoint=None, opset=MIN_OPSET, seed=0):
     meta = PoseModelMeta(
         architecture=config.architecture, config=config.name, input_size=config.input_size,
         heatmap_size=config.heatmap_size, color_order=color_order, sigma=config.sigma,
-        trained=trained, weights_source=weights_source, extra=extra,
+        trained=trained, weights_source=weights_source, extra=extra, target_encoding=target_encoding,
     )
     del onnx_model.metadata_props[:]
     entry = onnx_model.metadata_props.add()

@@ -14,7 +14,20 @@ Files in --out:
   logs/heatmaps/     the summed output heatmap of the batch's first crop per log step (PNG), or the
                      same in logs/visualdl when VisualDL is installed (the tutorial's callback)
 
-Several GPUs: python -m paddle.distributed.launch --gpus 0,1 -m train fit ...  (only rank 0 writes).
+Data parallel (`paddle.distributed.launch` starts one process per rank):
+  8 GPUs:        python -m paddle.distributed.launch --gpus 0,1,2,3,4,5,6,7 train/__main__.py fit ...
+  2 CPU procs:   OMP_NUM_THREADS=1 python -m paddle.distributed.launch --nproc_per_node 2 train/__main__.py fit ...
+                 (gloo; the same gradient all-reduce, sharding and resume as on GPUs)
+--batch-size is GLOBAL (samples per optimizer step), split evenly over the ranks, so the learning rate
+and schedule mean the same on any number of devices: a world-size change never changes the rate (scale
+--lr yourself only when you change --batch-size). Ranks take disjoint shards of each global batch; only
+rank 0 writes checkpoints, logs and curves, and validates while the others wait at a barrier. Every
+rank resumes from the same --out: on several nodes it must be a shared folder. When a rank fails,
+`launch` stops the job and names the failed rank and its log (--log_dir, workerlog.N); gloo
+collectives have no timeout (PADDLE_PG_TIMEOUT is not applied on CPU), so a rank that finishes no step
+for --rank-timeout seconds (RankWatchdog) ends itself, naming its rank, and `launch` stops the rest.
+BatchNorm statistics are per rank (SyncBatchNorm is GPU-only in Paddle); --freeze-bn keeps them fixed,
+which makes N ranks equal one process to float tolerance (tests/train/test_fit_distributed.py).
 """
 import contextlib
 import csv
@@ -32,6 +45,7 @@ import cv2
 import numpy as np
 import paddle
 
+from livepose.core.geometry import TARGET_ENCODINGS
 from livepose.files import sha256_of, write_atomic
 
 from .checkpoint import (
@@ -72,7 +86,7 @@ class FitSettings:
     """How to train; `from_config` takes the config's defaults (the tutorial's)."""
 
     epochs: int
-    batch_size: int                 # per device
+    batch_size: int                 # global: samples per optimizer step, split evenly over the ranks
     lr: float
     lr_steps: tuple = (0.6, 0.85)   # x0.1 at these fractions of all steps
     workers: int = 2
@@ -83,9 +97,14 @@ class FitSettings:
     log_every: int = 50             # 0: no logs
     max_steps: int = 0              # 0: run all epochs
     progress: bool = True
+    freeze_batchnorm: bool = False  # BatchNorm layers in eval mode: running statistics used, never updated
+    rank_timeout_s: float = 3600.0  # several ranks: a rank that finishes no step (or validation) for this long ends
 
     def __post_init__(self):
         # the smallest value each accepts; 0 turns the optional ones off (see the field comments)
+        if isinstance(self.rank_timeout_s, bool) or not isinstance(self.rank_timeout_s, numbers.Real) \
+                or self.rank_timeout_s < 0:
+            raise FitError(f"rank_timeout_s (--rank-timeout): expected seconds >= 0, got {self.rank_timeout_s!r}")
         minimums = {"epochs": 1, "batch_size": 1, "val_every_epochs": 1, "workers": 0, "save_every_steps": 0,
                     "log_every": 0, "max_steps": 0}
         for name, minimum in minimums.items():
@@ -227,6 +246,49 @@ class _Logger:
                 self.visualdl.close()
 
 
+class RankWatchdog:
+    """Ends this rank's process when it finishes no step for `timeout_s` seconds.
+
+    gloo collectives wait without a time limit (PADDLE_PG_TIMEOUT is not applied to them on CPU,
+    measured with Paddle 3.3), so a rank whose peer hangs would wait in the all-reduce forever. Exiting
+    lets paddle.distributed.launch stop the job, naming this rank. The timeout must exceed the longest
+    step and a validation (the other ranks wait at a barrier meanwhile).
+    """
+
+    def __init__(self, timeout_s, rank, on_timeout=None):
+        self.timeout_s, self.rank = float(timeout_s), rank
+        self.on_timeout = on_timeout or _exit_for_timeout
+        self._last = time.monotonic()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="rank-watchdog", daemon=True)
+
+    def __enter__(self):
+        self.beat()
+        self._thread.start()
+        return self
+
+    def beat(self):
+        """This rank made progress."""
+        self._last = time.monotonic()
+
+    def _watch(self):
+        while not self._done.wait(min(self.timeout_s / 4, 10.0)):
+            idle = time.monotonic() - self._last
+            if idle > self.timeout_s:
+                self.on_timeout(f"livepose-train fit: error: rank {self.rank} finished no step for {idle:.0f} s "
+                                f"(--rank-timeout {self.timeout_s:g}): another rank hangs or died; stopping")
+                return
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._thread.join()
+
+
+def _exit_for_timeout(message):
+    print(message, file=sys.stderr, flush=True)
+    os._exit(3)  # the main thread may sit inside a collective that never returns
+
+
 class _StopFlag:
     """The first Ctrl-C asks the loop to stop after the current step; a second one interrupts at once."""
 
@@ -258,14 +320,25 @@ def _device():
     return False
 
 
-def _validate(model, config, val):
+def _start_ranks(batch_size):
+    """-> (world size, rank), joining the other ranks when there are several (gloo on CPU, NCCL on GPU)."""
+    world_size, rank = paddle.distributed.get_world_size(), paddle.distributed.get_rank()
+    if batch_size % world_size:
+        raise FitError(f"batch_size (--batch-size): the global batch {batch_size} does not split evenly over "
+                       f"{world_size} ranks")
+    if world_size > 1:
+        paddle.distributed.init_parallel_env()
+    return world_size, rank
+
+
+def _validate(model, config, val, target_encoding):
     """COCO keypoint AP/AR on (ann file, image dir) with ground-truth boxes, BatchNorm in eval mode."""
     from .evaluate import evaluate_model, fit_model_meta, paddle_predict_fn
 
     model.eval()
     try:
         return evaluate_model(paddle_predict_fn(model), config, val[0], val[1],
-                              model_meta=fit_model_meta(config, COLOR_ORDER))
+                              model_meta=fit_model_meta(config, COLOR_ORDER, target_encoding))
     finally:
         model.train()
 
@@ -279,8 +352,14 @@ def train(config, dataset, out_dir, settings, resume=None, val=None, backbone=No
     """
     # Fresh name counters: parameter and Adam accumulator names (the optimizer state's keys) must not
     # depend on what ran before in this process, or a resumed optimizer would not find its state.
+    if paddle.distributed.get_rank() != 0:
+        log = _silent
     with paddle.utils.unique_name.guard():
         return _train(config, dataset, out_dir, settings, resume, val, backbone, log)
+
+
+def _silent(message):
+    """The log of ranks other than 0: one voice per job."""
 
 
 def _train(config, dataset, out_dir, settings, resume, val, backbone, log):
@@ -288,13 +367,13 @@ def _train(config, dataset, out_dir, settings, resume, val, backbone, log):
     if resume is not None:
         run.restore(resume)
     net = paddle.DataParallel(run.model) if run.world_size > 1 else run.model
-    net.train()
+    run.train_mode()
     os.makedirs(out_dir, exist_ok=True)
     logger = _Logger(out_dir, run.writer and settings.log_every > 0)
     progress = _progress(run.total_steps, run.step, run.writer and settings.progress)
     stop = _StopFlag()
     try:
-        with stop:
+        with stop, run.watchdog or contextlib.nullcontext():
             run.run_epochs(net, val, logger, progress, stop)
     except KeyboardInterrupt:
         run.result.interrupted = True
@@ -347,16 +426,15 @@ class _Run:
     def __init__(self, config, dataset, out_dir, settings, backbone, log):
         self.config, self.dataset, self.out_dir, self.settings, self.log = config, dataset, out_dir, settings, log
         self.on_gpu = _device()
-        self.world_size, rank = paddle.distributed.get_world_size(), paddle.distributed.get_rank()
-        self.writer = rank == 0  # several GPUs: only rank 0 writes
-        if self.world_size > 1:
-            paddle.distributed.init_parallel_env()
+        self.world_size, self.rank = _start_ranks(settings.batch_size)
+        self.writer = self.rank == 0  # only rank 0 writes
         paddle.seed(settings.seed)
         self.model = build_model(config)
         if backbone is not None:
             load_backbone_weights(self.model, *backbone)
-        self.sampler = EpochBatchSampler(len(dataset), settings.batch_size, settings.seed, shuffle=True,
-                                         rank=rank, world_size=self.world_size)
+        self.rank_batch = settings.batch_size // self.world_size
+        self.sampler = EpochBatchSampler(len(dataset), self.rank_batch, settings.seed, shuffle=True,
+                                         rank=self.rank, world_size=self.world_size)
         self.steps_per_epoch = len(self.sampler)
         self.total_steps = self.steps_per_epoch * settings.epochs
         if settings.max_steps:
@@ -364,13 +442,30 @@ class _Run:
         self.scheduler = _lr_schedule(settings, self.steps_per_epoch)
         self.optimizer = paddle.optimizer.Adam(learning_rate=self.scheduler, parameters=self.model.parameters())
         self.scaler = paddle.amp.GradScaler(init_loss_scaling=2.0**15) if self.on_gpu else None
-        # what decides the batch order and augmentation: a resume must match it to replay the same batches
+        # what decides the batch order, augmentation and targets: a resume must match it to replay the same batches
         self.signature = {"config": config.name, "num_samples": len(dataset), "batch_size": settings.batch_size,
                           "world_size": self.world_size, "epochs": settings.epochs, "seed": settings.seed,
-                          "augment": dataset.augmentation is not None}
+                          "augment": dataset.augmentation is not None, "target_encoding": dataset.target_encoding}
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
         self.consistent = True  # model and optimizer are between steps: safe to save
         self.result = FitResult(out_dir, 0, 0, False, float("nan"))
+        several = self.world_size > 1 and settings.rank_timeout_s > 0
+        self.watchdog = RankWatchdog(settings.rank_timeout_s, self.rank) if several else None
+        log(f"batch: {settings.batch_size} global = {self.world_size} rank(s) x {self.rank_batch}; lr {settings.lr} "
+            f"for the global batch; {dataset.target_encoding} targets"
+            + ("; BatchNorm frozen" if settings.freeze_batchnorm else ""))
+
+    def train_mode(self):
+        """Training mode, with the BatchNorm layers in eval mode when settings.freeze_batchnorm."""
+        self.model.train()
+        if self.settings.freeze_batchnorm:
+            for layer in self.model.sublayers():
+                if isinstance(layer, paddle.nn.layer.norm._BatchNormBase):
+                    layer.eval()
+
+    def checkpoint_meta(self, **extra):
+        return CheckpointMeta(config=self.config.name, color_order=COLOR_ORDER, epoch=self.epoch, step=self.step,
+                              target_encoding=self.dataset.target_encoding, extra=extra)
 
     def restore(self, directory):
         """Weights, optimizer, schedule, AMP scaler, RNG and position of the run saved in `directory`."""
@@ -396,12 +491,13 @@ class _Run:
                                           return_list=True)
             for images, targets, weights in loader:
                 loss, lr, heatmaps = self.optimizer_step(net, images, targets, weights)
+                self.beat()
                 self.result.last_loss = float(loss)
                 rate = throughput.add(len(images) * self.world_size)
                 progress.update(1)
                 progress.set_postfix(epoch=self.epoch, loss=f"{self.result.last_loss:.3g}", samples_s=f"{rate:.1f}")
                 if settings.log_every and self.step % settings.log_every == 0:
-                    logger.log(self.step, self.epoch, self.result.last_loss, lr, rate,
+                    logger.log(self.step, self.epoch, self.global_loss(loss), lr, rate,
                                heatmaps[0].astype("float32").numpy())
                     throughput.restart()
                 if settings.save_every_steps and self.step % settings.save_every_steps == 0:
@@ -434,33 +530,48 @@ class _Run:
         self.consistent = True
         return loss, lr, heatmaps
 
+    def beat(self):
+        if self.watchdog is not None:
+            self.watchdog.beat()
+
+    def global_loss(self, loss):
+        """The loss of the whole global batch: the mean of the ranks' (equal-sized) batch losses."""
+        if self.world_size == 1:
+            return float(loss)
+        total = loss.detach().clone()
+        paddle.distributed.all_reduce(total)  # every rank logs at the same steps, so all take part
+        return float(total) / self.world_size
+
     def finish_epoch(self, val):
         """Move to the next epoch; validate when due (val given, rank 0); save if not saving by steps."""
         self.epoch, self.batch_in_epoch = self.epoch + 1, 0
         due = self.epoch % self.settings.val_every_epochs == 0 or self.epoch == self.settings.epochs
-        if val is not None and self.writer and due:
-            self.record_validation(val)
+        if val is not None and due:
+            if self.writer:
+                self.record_validation(val)
+            if self.world_size > 1:  # the others wait here, not inside the next step's all-reduce
+                paddle.distributed.barrier()
+            self.beat()
         if not self.settings.save_every_steps:
             self.save()
 
     def record_validation(self, val):
         """Validation AP now; the weights go to best.safetensors when it beats the best so far."""
-        stats = _validate(self.model, self.config, val)
+        stats = _validate(self.model, self.config, val, self.dataset.target_encoding)
+        self.train_mode()
         self.result.validation.append((self.epoch, stats))
         self.log(f"epoch {self.epoch}: validation AP {stats['AP']:.4f}")
         if stats["AP"] > self.result.best_ap:
             self.result.best_ap = stats["AP"]
-            meta = CheckpointMeta(config=self.config.name, color_order=COLOR_ORDER, epoch=self.epoch, step=self.step,
-                                  extra={"validation": {k: float(v) for k, v in stats.items()}})
+            meta = self.checkpoint_meta(validation={k: float(v) for k, v in stats.items()})
             save_checkpoint(os.path.join(self.out_dir, BEST_FILE), model_state(self.model), meta)
 
     def save(self):
         """last.safetensors and last.resume.pd at the current position (rank 0 only)."""
         if not self.writer:
             return
-        meta = CheckpointMeta(config=self.config.name, color_order=COLOR_ORDER, epoch=self.epoch, step=self.step)
         blob = self.resume_blob()
-        save_checkpoint(os.path.join(self.out_dir, WEIGHTS_FILE), model_state(self.model), meta)
+        save_checkpoint(os.path.join(self.out_dir, WEIGHTS_FILE), model_state(self.model), self.checkpoint_meta())
         write_atomic(os.path.join(self.out_dir, RESUME_FILE), blob)
 
     def resume_blob(self):
@@ -501,7 +612,8 @@ def _load_resume(directory, config, signature):
     if state["step"] != meta.step:
         raise FitError(f"--resume {directory}: {WEIGHTS_FILE} is from step {meta.step} but {RESUME_FILE} "
                        f"from step {state['step']}; they must come from the same save")
-    different = {k: (state["signature"].get(k), v) for k, v in signature.items() if state["signature"].get(k) != v}
+    saved = {"target_encoding": "standard", **state["signature"]}  # runs from before the encodings were named
+    different = {k: (saved.get(k), v) for k, v in signature.items() if saved.get(k) != v}
     if different:
         raise FitError(f"--resume {directory}: the run was started with other settings; "
                        + ", ".join(f"{k} was {old!r}, now {new!r}" for k, (old, new) in different.items()))
@@ -590,7 +702,9 @@ def add_arguments(parser):
     parser.add_argument("--no-val", action="store_true", help="skip validation")
     parser.add_argument("--out", default="runs/fit", help="output directory (default: %(default)s)")
     parser.add_argument("--epochs", type=int, help="default: the config's (140, the tutorial's)")
-    parser.add_argument("--batch-size", type=int, help="per device; default: the config's")
+    parser.add_argument("--batch-size", type=int,
+                        help="global batch (samples per optimizer step), split evenly over the ranks of a "
+                             "paddle.distributed.launch job; default: the config's")
     parser.add_argument("--lr", type=float, help="Adam learning rate; default: the config's (1e-3)")
     parser.add_argument("--workers", type=int, default=2, help="data loader processes (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seeds init, batch order and augmentation")
@@ -603,6 +717,15 @@ def add_arguments(parser):
     parser.add_argument("--log-every", type=int, default=50, help="log every N steps (0: off; default: %(default)s)")
     parser.add_argument("--max-steps", type=int, default=0, help="stop after N steps in all (0: all epochs)")
     parser.add_argument("--no-augment", action="store_true", help="plain crops: no flip, scale, rotation, half-body")
+    parser.add_argument("--freeze-bn", action="store_true",
+                        help="keep BatchNorm statistics fixed (eval mode), e.g. to check N ranks against one process")
+    parser.add_argument("--rank-timeout", type=float, default=3600.0, metavar="SECONDS",
+                        help="several ranks: a rank that finishes no step or validation for this long stops the "
+                             "job (0: never; must exceed a validation's time; default: %(default)s)")
+    parser.add_argument("--target-encoding", choices=TARGET_ENCODINGS, default="standard",
+                        help="standard: Gaussians centred on the nearest heatmap pixel (SimpleBaselines); "
+                             "unbiased: UDP (Huang et al. 2020) sub-pixel centres and unit-length crop geometry, "
+                             "decoded with DARK (default: %(default)s)")
     parser.add_argument("--no-select", action="store_true", help="keep persons the tutorial's _select_data drops")
     parser.add_argument("--backbone-weights", metavar="FILE",
                         help="ImageNet ResNet weights (Paddle .pdparams, read with pickle after the checksum "
@@ -629,11 +752,13 @@ def run(args):
         settings = FitSettings.from_config(
             config, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, workers=args.workers, seed=args.seed,
             augment=not args.no_augment, save_every_steps=args.save_every_steps,
-            val_every_epochs=args.val_every_epochs, log_every=args.log_every, max_steps=args.max_steps)
+            val_every_epochs=args.val_every_epochs, log_every=args.log_every, max_steps=args.max_steps,
+            freeze_batchnorm=args.freeze_bn, rank_timeout_s=args.rank_timeout)
         records = load_coco_persons(ann, images, config.input_size, config.num_keypoints, select=not args.no_select)
         if val is not None and not os.path.isfile(val[0]):
             raise DatasetError(f"validation annotation file {val[0]}: no such file (or pass --no-val)")
-        dataset = COCOPose(records, config, Augmentation() if settings.augment else None, settings.seed)
+        dataset = COCOPose(records, config, Augmentation() if settings.augment else None, settings.seed,
+                           target_encoding=args.target_encoding)
         if args.debug_dump:
             directory, count = args.debug_dump
             paths = dump_debug(dataset, directory, int(count))
@@ -643,10 +768,13 @@ def run(args):
         if resume == "auto":
             resume = args.out if os.path.isfile(os.path.join(args.out, RESUME_FILE)) else None
         backbone = (args.backbone_weights, args.backbone_sha256) if args.backbone_weights else None
-        print(f"{config.name}: {len(dataset)} persons from {ann}, {settings.epochs} epochs of batch "
-              f"{settings.batch_size}, output in {args.out}")
+        if paddle.distributed.get_rank() == 0:
+            print(f"{config.name}: {len(dataset)} persons from {ann}, {settings.epochs} epochs of global batch "
+                  f"{settings.batch_size}, output in {args.out}")
         result = train(config, dataset, args.out, settings, resume=resume, val=val, backbone=backbone)
     except (DatasetError, CheckpointError, FitError) as error:
-        print(f"livepose-train fit: error: {error}", file=sys.stderr)
+        rank = paddle.distributed.get_rank()
+        where = f" (rank {rank} of {paddle.distributed.get_world_size()})" if paddle.distributed.get_world_size() > 1 else ""
+        print(f"livepose-train fit{where}: error: {error}", file=sys.stderr)
         return 2
     return 130 if result.interrupted else 0

@@ -40,8 +40,9 @@ def add_model_arguments(parser):
                         help=f"minimum detector score of a person (default {DEFAULT_BOX_THRESHOLD})")
     tuning.add_argument("--kpt-threshold", type=float, default=DEFAULT_KPT_THRESHOLD,
                         help=f"minimum keypoint score to draw it (default {DEFAULT_KPT_THRESHOLD})")
-    tuning.add_argument("--refine", choices=REFINEMENTS, default="quarter",
-                        help="sub-pixel refinement of heatmap maxima: quarter (SimpleBaselines), dark (DARK), none")
+    tuning.add_argument("--refine", choices=REFINEMENTS, default=None,
+                        help="sub-pixel refinement of heatmap maxima: quarter (SimpleBaselines), dark (DARK), none; "
+                             "default: the model's (quarter for standard targets, dark for unbiased)")
     drawing = parser.add_argument_group("drawing")
     drawing.add_argument("--no-fps", action="store_true", help="no frame-rate overlay on the output")
     drawing.add_argument("--no-boxes", action="store_true", help="draw skeletons only, no person boxes")

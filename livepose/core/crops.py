@@ -5,15 +5,15 @@ import numpy as np
 from livepose.core.geometry import get_affine_transforms
 
 
-def crop_persons(frame, centers, scales, input_size, rotations=None):
+def crop_persons(frame, centers, scales, input_size, rotations=None, encoding="standard"):
     """Cut N person crops out of a frame.
 
     frame: (H0, W0, 3) uint8; centers, scales: (N, 2) (see geometry.box_to_center_scale);
-    input_size: (H, W). Returns crops (N, H, W, 3) uint8 in the frame's colour order and the
+    input_size: (H, W); encoding: the model's target encoding (geometry.TARGET_ENCODINGS). Returns crops (N, H, W, 3) uint8 in the frame's colour order and the
     frame -> crop affines (N, 2, 3). Pixels outside the frame are black, as in training.
     """
     height, width = input_size
-    affines = get_affine_transforms(centers, scales, input_size, rotations)
+    affines = get_affine_transforms(centers, scales, input_size, rotations, encoding=encoding)
     crops = np.empty((len(affines), height, width, frame.shape[2]), dtype=frame.dtype)
     for crop, affine in zip(crops, affines):
         cv2.warpAffine(frame, affine, (width, height), dst=crop, flags=cv2.INTER_LINEAR,

@@ -6,6 +6,8 @@ import cv2
 import numpy as np
 
 REFINEMENTS = ("quarter", "dark", "none")
+# the refinement each target encoding is decoded with unless the caller asks for another (UDP pairs with DARK)
+DEFAULT_REFINE = {"standard": "quarter", "unbiased": "dark"}
 
 
 def argmax_heatmaps(heatmaps):

@@ -9,6 +9,12 @@ import numpy as np
 
 PIXEL_STD = 200.0
 BOX_PADDING = 1.25  # the tutorial's margin around a person box
+# How crops, targets and decoding place a joint (a model is trained with one and must be decoded with it):
+#   standard  SimpleBaselines: the box centre goes to x = W/2, zoom W / box width, heatmap = crop / 4
+#   unbiased  UDP (Huang et al., CVPR 2020): measured in unit lengths (size - 1), so the box centre goes
+#             to the middle pixel (W - 1)/2, zoom (W - 1) / box width per axis, heatmap = crop * (w-1)/(W-1);
+#             a mirrored crop is then exactly the reversed columns, and targets keep sub-pixel centres
+TARGET_ENCODINGS = ("standard", "unbiased")
 
 
 def xyxy_to_xywh(boxes):
@@ -48,13 +54,19 @@ def _third_point(a, b):
     return b + np.stack([-d[:, 1], d[:, 0]], axis=1)
 
 
-def get_affine_transforms(centers, scales, output_size, rotations=None, shift=(0.0, 0.0), inverse=False):
-    """The tutorial's `get_affine_transform`, for N boxes at once.
+def get_affine_transforms(centers, scales, output_size, rotations=None, shift=(0.0, 0.0), inverse=False,
+                          encoding="standard"):
+    """The tutorial's `get_affine_transform`, for N boxes at once, or UDP's with encoding="unbiased".
 
     centers, scales: (N, 2); output_size: (H, W) of the crop (or heatmap); rotations: (N,) degrees
     or None. Returns (N, 2, 3) float64 affines mapping frame -> crop (or crop -> frame if inverse).
-    Like the tutorial, only the scale's width sets the zoom: the aspect fix made the height agree.
+    Standard: like the tutorial, only the scale's width sets the zoom (the aspect fix made the height
+    agree). Unbiased: see TARGET_ENCODINGS.
     """
+    if encoding not in TARGET_ENCODINGS:
+        raise ValueError(f"encoding: expected one of {TARGET_ENCODINGS}, got {encoding!r}")
+    if encoding == "unbiased":
+        return _unbiased_transforms(centers, scales, output_size, rotations, shift, inverse)
     centers = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
     scales = np.asarray(scales, dtype=np.float64).reshape(-1, 2)
     n = len(centers)
@@ -79,9 +91,32 @@ def get_affine_transforms(centers, scales, output_size, rotations=None, shift=(0
     return np.linalg.solve(lhs, dst).transpose(0, 2, 1)
 
 
-def get_affine_transform(center, scale, rotation, output_size, shift=(0.0, 0.0), inverse=False):
+def _unbiased_transforms(centers, scales, output_size, rotations, shift, inverse):
+    """UDP's warp (mmpose's get_warp_matrix), with the tutorial's rotation direction: (N, 2, 3)."""
+    centers = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
+    scales = np.asarray(scales, dtype=np.float64).reshape(-1, 2)
+    out_h, out_w = output_size
+    # the rotation part of the standard map at unit zoom (a similarity: its linear part / its zoom)
+    unit = get_affine_transforms(np.zeros_like(centers), np.full_like(scales, out_w / PIXEL_STD), output_size,
+                                 rotations)[:, :, :2]
+    zoom = np.stack([(out_w - 1) / (scales[:, 0] * PIXEL_STD), (out_h - 1) / (scales[:, 1] * PIXEL_STD)], axis=1)
+    linear = zoom[:, :, None] * unit  # (N, 2, 2): scale rows x and y
+    source = centers + scales * PIXEL_STD * np.asarray(shift, dtype=np.float64)
+    middle = np.array([(out_w - 1) * 0.5, (out_h - 1) * 0.5])
+    offset = middle - np.einsum("nij,nj->ni", linear, source)
+    affines = np.concatenate([linear, offset[:, :, None]], axis=2)
+    return invert_affines(affines) if inverse else affines
+
+
+def invert_affines(affines):
+    """(N, 2, 3) affines -> their inverses (N, 2, 3)."""
+    linear = np.linalg.inv(affines[:, :, :2])
+    return np.concatenate([linear, -np.einsum("nij,nj->ni", linear, affines[:, :, 2])[:, :, None]], axis=2)
+
+
+def get_affine_transform(center, scale, rotation, output_size, shift=(0.0, 0.0), inverse=False, encoding="standard"):
     """One-box form of `get_affine_transforms`: returns a (2, 3) affine."""
-    return get_affine_transforms(center, scale, output_size, [rotation], shift, inverse)[0]
+    return get_affine_transforms(center, scale, output_size, [rotation], shift, inverse, encoding)[0]
 
 
 def warp_points(points, affines):
@@ -94,11 +129,11 @@ def warp_points(points, affines):
     return points @ affines[:, :, :2].transpose(0, 2, 1) + affines[:, None, :, 2]
 
 
-def heatmap_to_frame(coords, centers, scales, heatmap_size):
+def heatmap_to_frame(coords, centers, scales, heatmap_size, encoding="standard"):
     """Keypoints (N, K, 2) in heatmap pixels -> frame pixels, for crops made with rotation 0.
 
-    Uses the inverse of the tutorial's affine at heatmap resolution (its `transform_preds`), the same
-    map training used to place targets, so decode and warp-back agree with the crops.
+    Uses the inverse of the encoding's affine at heatmap resolution (the tutorial's `transform_preds`
+    for standard), the same map training used to place targets, so decode and warp-back agree with the crops.
     """
-    inverse = get_affine_transforms(centers, scales, heatmap_size, inverse=True)
+    inverse = get_affine_transforms(centers, scales, heatmap_size, inverse=True, encoding=encoding)
     return warp_points(coords, inverse)

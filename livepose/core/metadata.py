@@ -7,8 +7,10 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from livepose.core import skeleton
+from livepose.core.geometry import TARGET_ENCODINGS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2        # 2 added target_encoding
+READABLE_SCHEMA_VERSIONS = (1, 2)  # version 1 models were all trained with "standard" targets
 METADATA_KEY = "livepose"
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
@@ -42,6 +44,7 @@ class PoseModelMeta:
     weights_source: str = "random"     # where the weights came from
     extra: dict = field(default_factory=dict)  # producer details (checksums, versions)
     schema_version: int = SCHEMA_VERSION
+    target_encoding: str = "standard"  # how training placed joints; crops and decoding must follow it
 
     def __post_init__(self):
         def pair(name):
@@ -50,11 +53,18 @@ class PoseModelMeta:
                 raise ModelMetadataError(f"{name}: expected [H, W] positive integers, got {value!r}")
             object.__setattr__(self, name, tuple(value))
 
-        if self.schema_version != SCHEMA_VERSION:
+        if self.schema_version not in READABLE_SCHEMA_VERSIONS:
             raise ModelMetadataError(
-                f"schema_version: this livepose reads {SCHEMA_VERSION}, the model has {self.schema_version}; "
-                "re-export the model with this version of livepose-train"
+                f"schema_version: this livepose reads {list(READABLE_SCHEMA_VERSIONS)}, the model has "
+                f"{self.schema_version}; re-export the model with this version of livepose-train"
             )
+        if self.target_encoding not in TARGET_ENCODINGS:
+            raise ModelMetadataError(
+                f"target_encoding: the model was trained with {self.target_encoding!r} targets, which this "
+                f"livepose cannot decode (it knows {list(TARGET_ENCODINGS)})"
+            )
+        if self.schema_version < 2 and self.target_encoding != "standard":
+            raise ModelMetadataError(f"target_encoding: schema_version {self.schema_version} has no such field")
         pair("input_size")
         pair("heatmap_size")
         if self.color_order not in ("RGB", "BGR"):

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 
 from livepose.core.crops import crop_persons, model_input
-from livepose.core.decode import REFINEMENTS, decode_heatmaps
+from livepose.core.decode import DEFAULT_REFINE, REFINEMENTS, decode_heatmaps
 from livepose.core.geometry import box_to_center_scale, heatmap_to_frame, xyxy_to_xywh
 from livepose.core.metadata import ModelMetadataError
 from livepose.core.types import Detections, Poses, check_frame
@@ -22,18 +22,19 @@ class PoseEstimator:
     pose_model: a livepose pose model (ONNX with `livepose` metadata, or a TensorRT .engine with its
     sidecar); detector: a PersonDetector, a detector model path, or None (then `estimate` needs
     detections). backend / precision / num_threads / max_batch: see runtime.open_model.
-    refine: heatmap sub-pixel refinement ("quarter", "dark", "none"); box_threshold: detections
-    scoring below it get no pose.
+    refine: heatmap sub-pixel refinement ("quarter", "dark", "none"), None: the one for the model's
+    target encoding (DEFAULT_REFINE); crops and warp-back always follow that encoding, so a model is
+    never decoded another way than it was trained. box_threshold: detections scoring below it get no pose.
     """
 
-    def __init__(self, pose_model, detector=None, backend="auto", precision=None, refine="quarter",
+    def __init__(self, pose_model, detector=None, backend="auto", precision=None, refine=None,
                  box_threshold=0.0, max_batch=None, num_threads=None, detector_layout=None):
-        if refine not in REFINEMENTS:
+        if refine is not None and refine not in REFINEMENTS:
             raise ValueError(f"refine: expected one of {REFINEMENTS}, got {refine!r}")
         opened = open_model(pose_model, "pose", backend, precision=precision, num_threads=num_threads, max_batch=max_batch)
         self.backend, self.meta, self.model_path = opened.backend, opened.meta, opened.path
         self.precision = opened.precision  # int8 for a quantised model file
-        self.refine = refine
+        self.refine = refine or DEFAULT_REFINE[self.meta.target_encoding]
         self.box_threshold = float(box_threshold)
         self._owns_detector = isinstance(detector, (str, Path))
         try:
@@ -105,7 +106,8 @@ class PoseEstimator:
             boxes_xywh = xyxy_to_xywh(detections.boxes)
             boxes_xywh[:, 2:] = np.maximum(boxes_xywh[:, 2:], MIN_BOX_SIDE)
             centers, scales = box_to_center_scale(boxes_xywh, self.meta.input_size)
-            crops, _ = crop_persons(frame_bgr, centers, scales, self.meta.input_size)
+            crops, _ = crop_persons(frame_bgr, centers, scales, self.meta.input_size,
+                                    encoding=self.meta.target_encoding)
             batch = model_input(crops, self.meta)
         with timed(timings, "pose"):
             heatmaps = self.backend.run(batch)  # all persons at once, chunked to the backend's max_batch
@@ -114,7 +116,7 @@ class PoseEstimator:
         self._check_output_shape(tuple(heatmaps.shape[1:]))
         with timed(timings, "decode"):
             coords, scores = decode_heatmaps(heatmaps, self.refine, sigma=self.meta.sigma)
-            keypoints = heatmap_to_frame(coords, centers, scales, self.meta.heatmap_size)
+            keypoints = heatmap_to_frame(coords, centers, scales, self.meta.heatmap_size, self.meta.target_encoding)
         return Poses(keypoints, scores, detections.boxes, detections.scores)
 
     __call__ = estimate

@@ -344,7 +344,7 @@ def calibration_crops(frames, model_meta, boxes_per_frame=None):
             boxes = np.array([[0, 0, frame.shape[1], frame.shape[0]]], np.float64)
         xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
         centers, scales = box_to_center_scale(xywh, input_size)
-        crops, _ = crop_persons(frame, centers, scales, input_size)
+        crops, _ = crop_persons(frame, centers, scales, input_size, encoding=model_meta.target_encoding)
         batches.append(crops)
     return model_input(np.concatenate(batches)[:CALIBRATION_CROPS], model_meta)
 

@@ -236,6 +236,25 @@ def test_sampler_order_derives_from_seed_and_epoch_and_resumes_mid_epoch():
     assert len(seen) == 12 and set(seen) == set(range(10))  # padded to a multiple of the world size
 
 
+@pytest.mark.parametrize("num_samples", [24, 23, 17])
+def test_ranks_batches_at_each_step_together_are_the_one_process_batch(num_samples):
+    """Global batch 8 over 4 ranks of 2: disjoint shards whose union at step k is one process's batch k,
+    and the same number of steps on every rank (an uneven count would deadlock the all-reduce)."""
+    one = EpochBatchSampler(num_samples, 8, seed=5)
+    ranks = [EpochBatchSampler(num_samples, 2, seed=5, rank=r, world_size=4) for r in range(4)]
+    for sampler in (one, *ranks):
+        sampler.set_epoch(3)
+    one_batches = list(one)
+    rank_batches = [list(sampler) for sampler in ranks]
+    assert {len(batches) for batches in rank_batches} == {len(one_batches)}
+    for step, batch in enumerate(one_batches):
+        together = [index for batches in rank_batches for _, index in batches[step]]
+        if len(batch) == 8:  # full steps: exactly the one-process batch, each index on one rank
+            assert sorted(together) == sorted(i for _, i in batch)
+        else:  # the epoch's last, short step: its samples plus padding from the epoch's start
+            assert set(i for _, i in batch) <= set(together)
+
+
 def fit_parser():
     parser = argparse.ArgumentParser()
     fit.add_arguments(parser)

@@ -50,7 +50,8 @@ def peaked_checkpoint(tmp_path_factory):
         state[f"upLayers.{i}._mean"] = rng.normal(0, 0.1, 256).astype(np.float32)
         state[f"upLayers.{i}._variance"] = rng.uniform(0.5, 2.0, 256).astype(np.float32)
     path = tmp_path_factory.mktemp("ckpt") / "peaked.safetensors"
-    meta = CheckpointMeta(config="r18-256x192", color_order="BGR", weights_source="test: random peaked", trained=True)
+    meta = CheckpointMeta(config="r18-256x192", color_order="BGR", weights_source="test: random peaked", trained=True,
+                          target_encoding="unbiased")
     save_checkpoint(path, state, meta)
     return path
 
@@ -70,6 +71,7 @@ def test_random_export_names_shapes_and_metadata(r18_onnx):
     assert (meta.input_size, meta.heatmap_size, meta.sigma) == ((256, 192), (64, 48), 2.0)
     assert meta.color_order == "RGB"
     assert meta.trained is False and meta.weights_source == "random"
+    assert meta.target_encoding == "standard" and meta.schema_version == 2
     assert meta.extra["opset"] >= 17 and meta.extra["paddle_version"] == paddle.__version__
 
     import onnx
@@ -89,6 +91,7 @@ def test_checkpoint_export_matches_paddle(peaked_checkpoint, tmp_path):
     meta = read_onnx_metadata(out)
     assert meta.color_order == "BGR" and meta.trained is True
     assert meta.weights_source == "test: random peaked"
+    assert meta.target_encoding == "unbiased" and meta.schema_version == 2  # the checkpoint's encoding travels
     assert meta.extra["checkpoint_sha256"] == sha256_of(peaked_checkpoint)
 
     # independent of the exporter's own check: another batch, a different batch size

@@ -212,3 +212,66 @@ def test_detector_given_as_a_path(spot_model, yolox_nano):
         assert isinstance(estimator.detector, PersonDetector) and estimator.detector.layout == "yolox"
         poses = estimator(frame)
     assert len(poses) == 1
+
+
+# ---------------------------------------------------------------- target encodings (metadata schema 2)
+
+def _with_meta(path, meta_json):
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    model.metadata_props.add(key=METADATA_KEY, value=meta_json)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_an_old_schema_model_decodes_as_before(spot_model, tmp_path):
+    import json
+
+    old = json.loads(PoseModelMeta(architecture="bright_spot", config="fake", input_size=INPUT_SIZE,
+                                   heatmap_size=(INPUT_SIZE[0] // 4, INPUT_SIZE[1] // 4)).to_json())
+    old.pop("target_encoding")
+    old["schema_version"] = 1
+    path = _with_meta(bright_spot_model(tmp_path / "v1.onnx"), json.dumps(old))
+    boxes = np.array([[40.0, 30.0, 140.0, 230.0]])
+    frame, _ = frame_with_people((300, 200), boxes)
+    with PoseEstimator(path, backend="onnxruntime") as v1, PoseEstimator(spot_model, backend="onnxruntime") as v2:
+        assert v1.meta.schema_version == 1 and v1.meta.target_encoding == "standard" and v1.refine == "quarter"
+        detections = Detections(boxes, np.ones(1))
+        np.testing.assert_array_equal(v1(frame, detections).keypoints, v2(frame, detections).keypoints)
+
+
+def test_an_unbiased_model_is_cropped_and_decoded_the_unbiased_way(tmp_path):
+    from livepose.core.geometry import box_to_center_scale, get_affine_transforms, warp_points, xyxy_to_xywh
+
+    path = bright_spot_model(tmp_path / "udp.onnx", meta_changes={"target_encoding": "unbiased"})
+    boxes = np.array([[40.0, 30.0, 140.0, 230.0]])
+    frame, dots = frame_with_people((300, 200), boxes)
+    with PoseEstimator(path, backend="onnxruntime") as estimator:
+        assert estimator.refine == "dark"  # UDP's decoding, unless the caller picks another
+        poses = estimator(frame, Detections(boxes, np.ones(1)))
+    # the heatmaps this fake computes are 4x4 block means of the UNBIASED crop: decode them by hand
+    centers, scales = box_to_center_scale(xyxy_to_xywh(boxes), INPUT_SIZE)
+    crop = cv2.warpAffine(frame, get_affine_transforms(centers, scales, INPUT_SIZE, encoding="unbiased")[0],
+                          INPUT_SIZE[::-1])
+    from livepose.core.crops import model_input
+    from livepose.core.decode import decode_heatmaps
+
+    tensor = model_input(crop[None], estimator.meta)[0].mean(axis=0)  # (H, W): what the conv averages
+    heat = tensor.reshape(INPUT_SIZE[0] // 4, 4, INPUT_SIZE[1] // 4, 4).mean(axis=(1, 3))
+    from livepose.core.geometry import heatmap_to_frame
+
+    coords, _ = decode_heatmaps(np.repeat(heat[None, None], K, 1), "dark", sigma=2.0)
+    expected = heatmap_to_frame(coords, centers, scales, (INPUT_SIZE[0] // 4, INPUT_SIZE[1] // 4), "unbiased")
+    np.testing.assert_allclose(poses.keypoints, expected, atol=0.05)
+    assert np.abs(poses.keypoints[0, 0] - dots[0]).max() < 4  # and it lands on the bright spot
+
+
+def test_a_model_claiming_an_unknown_encoding_is_refused_by_name(spot_model, tmp_path):
+    import json
+
+    meta = json.loads(PoseModelMeta(architecture="bright_spot", config="fake", input_size=INPUT_SIZE,
+                                    heatmap_size=(INPUT_SIZE[0] // 4, INPUT_SIZE[1] // 4)).to_json())
+    meta["target_encoding"] = "simcc"
+    path = _with_meta(bright_spot_model(tmp_path / "simcc.onnx"), json.dumps(meta))
+    with pytest.raises(ModelMetadataError, match="trained with 'simcc' targets"):
+        PoseEstimator(path, backend="onnxruntime")
