@@ -1,13 +1,14 @@
 """Frame sources (webcam, video file, RTSP/HTTP stream, image folder or list) and the video writer.
 
 Sources open eagerly, so a missing file or a dead camera is reported before any output is touched,
-and hand out frames through generators that release the capture in `finally`. The writer is a
-context manager that writes to a temporary file beside the output and moves it into place on
-close (also after Ctrl-C or an error), so a playable video always ends up at the output path and
-an existing output is only replaced once there is something to replace it with.
+and hand out frames through generators that release the capture in `finally`. The writer
+follows the commit protocol of livepose.files: a temporary beside the output, checked (it opens
+and holds every frame) and renamed over it on close, also after Ctrl-C; after an error or a full
+disk an existing output stays as it was.
 """
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,16 +17,18 @@ import numpy as np
 
 from livepose.files import (
     MediaError,
+    StagedFile,
     check_readable_file,
     check_writable,
-    signals_deferred,
-    temporary_sibling,
+    commit_outputs,
+    discard_outputs,
 )
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 # container -> fourcc that this OpenCV (pip opencv-python-headless 4.x, FFmpeg backend) can write;
 # H.264 ('avc1') is not among them, MPEG-4 part 2 and Motion JPEG are
+FULL_DISK_BYTES = 1 << 20  # less free space than this beside a video that failed its check: the disk is full
 FOURCC_BY_EXTENSION = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
 
 
@@ -218,10 +221,14 @@ class VideoWriter:
     """Context manager writing BGR frames of one size to a video file.
 
     path: .mp4/.m4v/.mov/.mkv (MPEG-4 part 2) or .avi (Motion JPEG); fps: frames per second;
-    size: (H, W). Frames go to a temporary file beside `path`; close() (and leaving the `with`
-    block for any reason, Ctrl-C included) finalises the container and moves it to `path`. When no
-    frame was written, nothing is moved and an existing file at `path` is left alone.
+    size: (H, W). Both codecs need even sizes: an odd width or height loses its last column or
+    row (`size` is what is written; a warning says so). Frames go to a temporary beside `path`
+    (files.StagedFile); close(), also after Ctrl-C, finalises the container, checks it (it opens
+    and holds every frame: OpenCV does not report write errors such as a full disk) and renames
+    it over `path`. Without frames, or after an error, an existing file at `path` is left alone.
     """
+
+    output, stage, needs_canvas = True, "write", True  # as a stream sink (see stream.run)
 
     def __init__(self, path, fps, size):
         self.path = Path(path)
@@ -231,67 +238,93 @@ class VideoWriter:
                 f"output video {self.path}: expected one of {', '.join(FOURCC_BY_EXTENSION)}, got {extension or 'no extension'!r}"
             )
         height, width = (int(v) for v in size)
-        if height <= 0 or width <= 0:
-            raise ValueError(f"size: expected (H, W) positive, got {size!r}")
+        if height <= 1 or width <= 1:
+            raise ValueError(f"size: expected (H, W) of at least 2 pixels, got {size!r}")
         if not fps or fps <= 0:
             raise ValueError(f"fps: expected a positive number, got {fps!r}")
         check_writable(self.path, "output video")
-        self.size = (height, width)
+        self.input_size = (height, width)
+        self.size = (height - height % 2, width - width % 2)
+        if self.size != self.input_size:
+            warnings.warn(f"output video {self.path}: {width}x{height} frames are written as {self.size[1]}x{self.size[0]} "
+                          f"(MPEG-4 and Motion JPEG need even sizes: the last column/row is dropped; "
+                          f"--json keypoints stay in the input's pixels)", stacklevel=2)
         self.fps = float(fps)
         self.frames_written = 0
-        self._temporary = temporary_sibling(self.path)
-        self._writer = cv2.VideoWriter(
-            str(self._temporary), cv2.VideoWriter_fourcc(*FOURCC_BY_EXTENSION[extension]), self.fps, (width, height)
-        )
+        self.staged = StagedFile(self.path, "output video")
+        self._writer = cv2.VideoWriter(str(self.staged.temporary), cv2.VideoWriter_fourcc(*FOURCC_BY_EXTENSION[extension]),
+                                       self.fps, (self.size[1], self.size[0]))
         if not self._writer.isOpened():
             self._writer.release()
-            self._remove_temporary()
+            self.staged.discard()
             raise MediaError(f"output video {self.path}: OpenCV cannot write {extension} here")
 
-    output, stage, needs_canvas = True, "write", True  # as a stream sink (see stream.run)
+    @property
+    def empty(self):
+        return self.frames_written == 0
 
     def __call__(self, result):
         """Append the drawing of one stream FrameResult."""
         self.write(result.canvas)
 
     def write(self, image):
-        """Append one (H, W, 3) uint8 BGR frame of the writer's size."""
+        """Append one (H, W, 3) uint8 BGR frame of the writer's input size."""
         if self._writer is None:
             raise ValueError(f"output video {self.path}: already closed")
-        if image.shape != (*self.size, 3) or image.dtype != np.uint8:
+        if image.shape != (*self.input_size, 3) or image.dtype != np.uint8:
             # OpenCV silently drops frames of another size; refuse instead
             raise ValueError(
-                f"output video {self.path}: expected frames ({self.size[0]}, {self.size[1]}, 3) uint8, "
+                f"output video {self.path}: expected frames ({self.input_size[0]}, {self.input_size[1]}, 3) uint8, "
                 f"got {image.shape} {image.dtype}"
             )
-        self._writer.write(image)
+        self._writer.write(image[: self.size[0], : self.size[1]])
         self.frames_written += 1
 
-    def close(self):
-        """Finalise the file (writes the container index) and move it into place; idempotent."""
-        if self._writer is None:
+    def finish(self):
+        """Finalise the container, check it and fsync it (commit protocol step 2)."""
+        writer, self._writer = self._writer, None
+        if writer is None:
             return
-        with signals_deferred():
-            writer, self._writer = self._writer, None
-            writer.release()
-            if self.frames_written:
-                os.replace(self._temporary, self.path)
-            else:
-                self._remove_temporary()
+        writer.release()
+        if self.frames_written:
+            self._check_written()
+            self.staged.sync()
 
-    def _remove_temporary(self):
+    def _check_written(self):
+        """MediaError unless the temporary opens as a video holding every written frame."""
+        capture = cv2.VideoCapture(str(self.staged.temporary), cv2.CAP_FFMPEG)
         try:
-            os.unlink(self._temporary)
-        except FileNotFoundError:
-            pass
+            count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else -1
+        finally:
+            capture.release()
+        if count >= self.frames_written:
+            return
+        found = "cannot be opened" if count < 0 else f"holds {count} of them"
+        usage = os.statvfs(self.staged.temporary.parent)
+        free = usage.f_bavail * usage.f_frsize
+        reason = f"the disk is full ({free // 1024} KiB free)" if free < FULL_DISK_BYTES else "the encoder failed"
+        raise MediaError(f"output video {self.path}: {self.frames_written} frames were written but the finished "
+                         f"file {found}: {reason}; an existing {self.path.name} is kept")
+
+    def abandon(self):
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.release()
+
+    def close(self):
+        """Finalise, check and move the file into place (idempotent)."""
+        if self._writer is not None:
+            commit_outputs([self])
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self.close()
+        if exc[0] is None or issubclass(exc[0], KeyboardInterrupt):
+            self.close()
+        else:
+            discard_outputs([self])
 
     def __del__(self):
         if getattr(self, "_writer", None) is not None:
-            self.close()
-
+            discard_outputs([self])
