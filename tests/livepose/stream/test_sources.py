@@ -159,3 +159,13 @@ def test_bad_images_are_refused_by_name(tmp_path):
     empty.mkdir()
     with pytest.raises(MediaError, match="contains no images"):
         list_images([empty])
+
+
+def test_odd_sizes_lose_the_last_column_and_row_with_a_warning(tmp_path):
+    path = tmp_path / "odd.avi"
+    with pytest.warns(UserWarning, match="65x49 frames are written as 64x48"):
+        writer = VideoWriter(path, 25, (49, 65))
+    with writer:
+        for index in range(3):
+            writer.write(numbered_image(index, size=(49, 65)))
+    assert decoded_frames(path) == (3, (48, 64))
