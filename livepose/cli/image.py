@@ -5,6 +5,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from livepose.cli.common import Interrupted, add_model_arguments, check_thresholds, load_models, naming_detector
+from livepose.files import MediaError
 
 NAME = "image"
 HELP = "annotate images; write COCO keypoint results"
@@ -43,27 +44,36 @@ def run(args):
             with naming_detector(estimator):
                 _annotate_all(estimator, args, paths, annotated, coco, progress, bar)
         except KeyboardInterrupt:
-            coco.close()  # the finished work is kept
+            _keep_results(coco, progress)
             raise Interrupted(f"after {progress['done']} of {len(paths)} images; {_written(coco, annotated, progress)}") from None
         except BaseException:
-            coco.close()
+            _keep_results(coco, progress)
             raise
+    if not progress["done"]:
+        raise MediaError(f"images: none of the {len(paths)} could be read ({', '.join(progress['skipped'])})")
     coco.close()
     print(f"livepose: {progress['done']} of {len(paths)} images, {progress['persons']} persons; "
           f"{_written(coco, annotated, progress)}; {models_used}", file=sys.stderr)
     return 0
 
 
+def _keep_results(coco, progress):
+    """The results of the images done, written when the run stops early (none done: an earlier
+    results file stays)."""
+    if progress["done"]:
+        coco.close()
+
+
 def _annotate_all(estimator, args, paths, annotated, coco, progress, bar):
-    """Every image in turn; one that cannot be read is skipped with a warning (raised with --strict)."""
-    from livepose.files import MediaError
+    """Every image in turn; one that cannot be read is skipped with a warning (raised with
+    --strict, or when it is the only one)."""
     from livepose.stream.sources import read_image
 
     for position, path in enumerate(paths):
         try:
             image = read_image(path)
         except MediaError as error:
-            if args.strict:
+            if args.strict or len(paths) == 1:
                 raise
             warnings.warn(f"{error}; skipped (--strict stops at it)")
             progress["skipped"].append(str(path))
@@ -86,6 +96,8 @@ def _annotate_image(estimator, args, image, path, position, annotated, coco):
 
 def _written(coco, annotated, progress):
     skipped = progress["skipped"]
+    if not progress["done"]:
+        return "nothing written"
     text = f"annotated copies in {annotated.folder}/, COCO results of {progress['done']} images in {coco.path}"
     if skipped:
         text += f"; {len(skipped)} skipped (unreadable): {', '.join(skipped)}"

@@ -221,8 +221,13 @@ def test_sigkill_leaves_the_old_outputs_and_the_next_run_removes_its_debris(tmp_
 
 
 # 6
-def test_a_resolution_change_is_warned_and_keypoints_stay_in_source_pixels(tmp_path, tiny_models):
-    pytest.xfail("issue 13 item 6 is not done: OpenCV scales every frame to the first size and reports that size")
+@pytest.mark.xfail(strict=True, reason="issue 13 item 6 not done: OpenCV's FFmpeg reader scales every frame to the "
+                                       "first size and reports that size, so the change cannot be seen")
+def test_a_resolution_change_is_warned(tmp_path, tiny_models):
+    video = jpeg_stream(tmp_path / "change.mjpeg", [(272, 640)] * 5 + [(240, 320)] * 5)
+    result = run_livepose(tmp_path, "video", video, "--json", tmp_path / "p.jsonl", *tiny_models, *ONCE)
+    assert result.returncode == 0, result.stderr
+    assert "warning" in result.stderr and "320x240" in result.stderr, result.stderr
 
 
 # 7
