@@ -1,9 +1,11 @@
 """File helpers shared by the runtime and train/: input and output checks, checksums and
 all-or-nothing writes.
 
-Everything a user keeps (videos, results, checkpoints, engines, ONNX files) is written to a
-temporary name beside its target and renamed over it only when complete, so an interruption or a
-failure never leaves a truncated file under the real name.
+Everything a user keeps (videos, JSON lines, results, checkpoints, engines, ONNX files) goes
+through one commit protocol (StagedFile, commit_outputs, write_atomic): a temporary beside its
+target, flushed, fsynced and checked, then renamed over it and the folder fsynced. An
+interruption, a kill or a full disk never leaves a truncated file under the real name, and an
+existing file is replaced only by a complete one (README: "Exit codes and outputs").
 """
 import errno
 import glob
@@ -107,8 +109,12 @@ def temporary_sibling(path, suffix=None):
     extension (OpenCV picks the container by it)."""
     path = Path(path)
     suffix = path.suffix if suffix is None else suffix
-    host = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:40] or "host"
-    return path.with_name(f".{path.stem}{TEMPORARY_MARK}{host}-{os.getpid()}-{secrets.token_hex(4)}{suffix}")
+    return path.with_name(f".{path.stem}{TEMPORARY_MARK}{_host_tag()}-{os.getpid()}-{secrets.token_hex(4)}{suffix}")
+
+
+def _host_tag():
+    """This host's name as it appears in temporary names (no '-', so the name splits cleanly)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:40] or "host"
 
 
 def _temporary_owner(temporary):
@@ -122,7 +128,7 @@ def remove_stale_temporaries(path):
     loss); returns them. Those of another host, or of a live process, are left alone."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    host = temporary_sibling(path).name.split(TEMPORARY_MARK)[1].rsplit("-", 2)[0]
+    host = _host_tag()
     removed = []
     for candidate in folder.glob(f".{glob.escape(path.stem)}{TEMPORARY_MARK}*"):
         owner = _temporary_owner(candidate)

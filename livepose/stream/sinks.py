@@ -41,7 +41,7 @@ class JsonlWriter:
     output, stage = True, "write"  # as a stream sink (see stream.run)
 
     def __init__(self, path):
-        self.lines_written = 0
+        self.lines_written = self._bytes = 0
         if str(path) == "-":
             self.path, self.staged, self._handle = "-", None, sys.stdout
             return
@@ -70,6 +70,7 @@ class JsonlWriter:
         except OSError as error:
             raise write_failure("JSON output", self.path, error) from None
         self.lines_written += 1
+        self._bytes += len(line) + 1  # json.dumps writes ASCII: characters are bytes
 
     def finish(self):
         """Close and fsync the temporary (commit protocol step 2)."""
@@ -81,6 +82,10 @@ class JsonlWriter:
                 handle.close()
             except OSError as error:
                 raise write_failure("JSON output", self.path, error) from None
+        size = self.staged.temporary.stat().st_size
+        if size != self._bytes:
+            raise MediaError(f"JSON output {self.path}: {self._bytes} bytes written but {size} on disk; "
+                             f"an existing {self.path.name} is kept")
         self.staged.sync()
 
     def abandon(self):

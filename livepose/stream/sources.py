@@ -6,7 +6,7 @@ follows the commit protocol of livepose.files: a temporary beside the output, ch
 and holds every frame) and renamed over it on close, also after Ctrl-C; after an error or a full
 disk an existing output stays as it was.
 """
-import os
+import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -300,8 +300,7 @@ class VideoWriter:
         if count >= self.frames_written:
             return
         found = "cannot be opened" if count < 0 else f"holds {count} of them"
-        usage = os.statvfs(self.staged.temporary.parent)
-        free = usage.f_bavail * usage.f_frsize
+        free = shutil.disk_usage(self.staged.temporary.parent).free
         reason = f"the disk is full ({free // 1024} KiB free)" if free < FULL_DISK_BYTES else "the encoder failed"
         raise MediaError(f"output video {self.path}: {self.frames_written} frames were written but the finished "
                          f"file {found}: {reason}; an existing {self.path.name} is kept")
