@@ -163,13 +163,20 @@ def fsync_folder(folder):
         os.close(handle)
 
 
+class OutputError(OSError):
+    """An output could not be written (a full disk, a folder that refuses files); the message names
+    the output, not its temporary. An OSError, so callers catching write errors still do."""
+
+
 def write_failure(what, path, error):
-    """A MediaError naming the output (not its temporary) and saying when the disk is full."""
+    """An OutputError naming the output and saying when the disk is full."""
     if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
         reason = f"the disk is full ({error.strerror})"
     else:
         reason = getattr(error, "strerror", None) or str(error)
-    return MediaError(f"{what} {path}: cannot be written: {reason}; an existing {Path(path).name} is kept")
+    failure = OutputError(f"{what} {path}: cannot be written: {reason}; an existing {Path(path).name} is kept")
+    failure.errno = getattr(error, "errno", None)
+    return failure
 
 
 class StagedFile:
@@ -208,7 +215,7 @@ def commit_outputs(outputs):
     """Commit the outputs of one run together, in the order given.
 
     Each output has `staged` (a StagedFile), `finish()` (close, check and fsync; raises MediaError
-    naming it when its file is not complete, e.g. on a full disk) and `empty` (nothing to commit:
+    or OutputError naming it when its file is not complete, e.g. on a full disk) and `empty` (nothing to commit:
     an existing file stays). All are finished before the first rename, so a failure of any leaves
     every old output in place; the renames then follow in order, Ctrl-C held back. A crash between
     two renames (microseconds) leaves the earlier outputs new and the later ones old, with the

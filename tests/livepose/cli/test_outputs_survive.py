@@ -268,7 +268,7 @@ def test_a_detector_that_does_not_fit_is_named(tmp_path, tiny_models, layout):
 
 
 def test_a_json_output_that_cannot_be_written_names_the_file_asked_for(tmp_path):
-    from livepose.files import MediaError, write_atomic
+    from livepose.files import OutputError, write_atomic
 
     target = tmp_path / "read_only" / "b.json"
     target.parent.mkdir()
@@ -276,7 +276,7 @@ def test_a_json_output_that_cannot_be_written_names_the_file_asked_for(tmp_path)
     try:
         if os.access(target.parent, os.W_OK):  # root ignores folder permissions: /proc refuses new files
             target = type(target)("/proc/b.json")
-        with pytest.raises(MediaError, match=f"^JSON output {target}: cannot be written") as error:
+        with pytest.raises(OutputError, match=f"^JSON output {target}: cannot be written") as error:
             write_atomic(target, b"{}", "JSON output")
         assert "partial" not in str(error.value)
     finally:
