@@ -217,12 +217,24 @@ def read_image(path):
     return image
 
 
+def letterboxed(image, size):
+    """The (H, W, 3) image scaled to fit `size` (H, W) keeping its aspect, centred on black."""
+    height, width = size
+    ratio = min(height / image.shape[0], width / image.shape[1])
+    new_h, new_w = max(int(round(image.shape[0] * ratio)), 1), max(int(round(image.shape[1] * ratio)), 1)
+    canvas = np.zeros((height, width, 3), np.uint8)
+    top, left = (height - new_h) // 2, (width - new_w) // 2
+    canvas[top : top + new_h, left : left + new_w] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    return canvas
+
+
 class VideoWriter:
     """Context manager writing BGR frames of one size to a video file.
 
     path: .mp4/.m4v/.mov/.mkv (MPEG-4 part 2) or .avi (Motion JPEG); fps: frames per second;
     size: (H, W). Both codecs need even sizes: an odd width or height loses its last column or
-    row (`size` is what is written; a warning says so). Frames go to a temporary beside `path`
+    row (`size` is what is written; a warning says so). One file has one size: a later frame of
+    another size is letterboxed into the first (a warning the first time). Frames go to a temporary beside `path`
     (files.StagedFile); close(), also after Ctrl-C, finalises the container, checks it (it opens
     and holds every frame: OpenCV does not report write errors such as a full disk) and renames
     it over `path`. Without frames, or after an error, an existing file at `path` is left alone.
@@ -251,6 +263,7 @@ class VideoWriter:
                           f"--json keypoints stay in the input's pixels)", stacklevel=2)
         self.fps = float(fps)
         self.frames_written = 0
+        self._resized = 0  # frames of another size, letterboxed
         self.staged = StagedFile(self.path, "output video")
         self._writer = cv2.VideoWriter(str(self.staged.temporary), cv2.VideoWriter_fourcc(*FOURCC_BY_EXTENSION[extension]),
                                        self.fps, (self.size[1], self.size[0]))
@@ -268,15 +281,21 @@ class VideoWriter:
         self.write(result.canvas)
 
     def write(self, image):
-        """Append one (H, W, 3) uint8 BGR frame of the writer's input size."""
+        """Append one (H, W, 3) uint8 BGR frame; a frame of another size than the first is
+        letterboxed into it (scaled to fit, black bars), with a warning the first time."""
         if self._writer is None:
             raise ValueError(f"output video {self.path}: already closed")
-        if image.shape != (*self.input_size, 3) or image.dtype != np.uint8:
-            # OpenCV silently drops frames of another size; refuse instead
-            raise ValueError(
-                f"output video {self.path}: expected frames ({self.input_size[0]}, {self.input_size[1]}, 3) uint8, "
-                f"got {image.shape} {image.dtype}"
-            )
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"output video {self.path}: expected (H, W, 3) uint8 frames, got {image.shape} {image.dtype}")
+        if image.shape[:2] != self.input_size:
+            # OpenCV would silently drop a frame of another size: fit it in, keeping its aspect
+            if not self._resized:
+                warnings.warn(f"output video {self.path}: the frame size changed from {self.input_size[1]}x{self.input_size[0]} "
+                              f"to {image.shape[1]}x{image.shape[0]} at frame {self.frames_written}; such frames are "
+                              "letterboxed into the first size (--json keypoints stay in each frame's own pixels)",
+                              stacklevel=2)
+            self._resized += 1
+            image = letterboxed(image, self.input_size)
         self._writer.write(image[: self.size[0], : self.size[1]])
         self.frames_written += 1
 
