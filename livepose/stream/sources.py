@@ -90,10 +90,7 @@ class VideoSource:
             check_readable_file(spec, "video")
             if is_image_path(spec):
                 raise MediaError(f"{self.name}: is an image, not a video; use `livepose image {spec} --out DIR/`")
-            capture = cv2.VideoCapture(str(spec), cv2.CAP_FFMPEG)
-            if not capture.isOpened():
-                capture.release()
-                raise MediaError(f"{self.name}: cannot be read as a video (not a video file, corrupt or truncated)")
+            capture = _open_file(spec, self.name)
         ok, first = capture.read()
         if not ok or first is None:
             capture.release()
@@ -159,6 +156,73 @@ class VideoSource:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def _open_file(path, name):
+    """A capture of a video file: PyAV where it is installed and the file needs no rotation (it
+    gives every frame at its own size), else OpenCV's FFmpeg reader (which scales every frame to
+    the first one's size). benchmarks/video_readers.py measures both."""
+    try:
+        return _PyAVCapture(path)
+    except Exception:  # no PyAV, a rotated video, or a file FFmpeg refuses: OpenCV decides and names it
+        pass
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not capture.isOpened():
+        capture.release()
+        raise MediaError(f"{name}: cannot be read as a video (not a video file, corrupt or truncated)")
+    return capture
+
+
+class _PyAVCapture:
+    """cv2.VideoCapture's read / get / set / release over PyAV (FFmpeg's bindings, `pip install av`).
+
+    Frames come at their own size (a mid-stream resolution change stays visible), timestamps
+    from the stream's time base. Raises on opening when PyAV is absent, the file cannot be
+    opened, or its frames carry a rotation (OpenCV applies it; left to OpenCV)."""
+
+    def __init__(self, path):
+        import av
+
+        self._container = av.open(str(path))
+        try:
+            self._stream = self._container.streams.video[0]
+            self._stream.thread_type = "AUTO"
+            self._frames = self._container.decode(self._stream)
+            self._first = next(self._frames)
+            if getattr(self._first, "rotation", 0):
+                raise ValueError("rotated")
+        except BaseException:
+            self._container.close()
+            raise
+        self._msec = 0.0
+
+    def isOpened(self):
+        return True
+
+    def read(self):
+        frame, self._first = self._first, None
+        if frame is None:
+            try:
+                frame = next(self._frames)
+            except Exception:  # the end, or undecodable data: both end the video, as with OpenCV
+                return False, None
+        self._msec = frame.time * 1000.0 if frame.time is not None else -1.0
+        return True, frame.to_ndarray(format="bgr24")
+
+    def get(self, prop):
+        if prop == cv2.CAP_PROP_POS_MSEC:
+            return self._msec
+        if prop == cv2.CAP_PROP_FPS:
+            return float(self._stream.average_rate or 0)
+        if prop == cv2.CAP_PROP_FRAME_COUNT:
+            return float(self._stream.frames or 0)
+        return 0.0
+
+    def set(self, prop, value):
+        return False
+
+    def release(self):
+        self._container.close()
 
 
 class _NumberedCapture:

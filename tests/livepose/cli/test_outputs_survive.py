@@ -223,13 +223,34 @@ def test_sigkill_leaves_the_old_outputs_and_the_next_run_removes_its_debris(tmp_
 
 
 # 6
-@pytest.mark.xfail(strict=True, reason="issue 13 item 6 not done: OpenCV's FFmpeg reader scales every frame to the "
-                                       "first size and reports that size, so the change cannot be seen")
-def test_a_resolution_change_is_warned(tmp_path, tiny_models):
+def test_a_resolution_change_is_letterboxed_in_the_video_and_warned_once(tmp_path, tiny_models):
+    pytest.importorskip("av", reason="OpenCV's reader scales every frame to the first size: PyAV sees the change")
     video = jpeg_stream(tmp_path / "change.mjpeg", [(272, 640)] * 5 + [(240, 320)] * 5)
-    result = run_livepose(tmp_path, "video", video, "--json", tmp_path / "p.jsonl", *tiny_models, *ONCE)
+    result = run_livepose(tmp_path, "video", video, "--out", tmp_path / "o.mp4", "--json", tmp_path / "p.jsonl",
+                          *tiny_models, *ONCE)
     assert result.returncode == 0, result.stderr
-    assert "warning" in result.stderr and "320x240" in result.stderr, result.stderr
+    assert result.stderr.count("warning") == 1, result.stderr
+    assert "frame size changed from 640x272 to 320x240 at frame 5" in result.stderr, result.stderr
+    assert decoded_frames(tmp_path / "o.mp4") == (10, (272, 640))
+    assert len(read_jsonl(tmp_path / "p.jsonl")) == 10
+
+
+def test_keypoints_of_a_resized_stream_are_in_each_frames_own_pixels(tmp_path):
+    pytest.importorskip("av", reason="OpenCV's reader scales every frame to the first size: PyAV sees the change")
+    from livepose.core.types import Poses
+    from livepose.stream.run import process_video
+
+    def corner_person(image, times):
+        """One person whose keypoints all sit on the frame's bottom-right pixel."""
+        height, width = image.shape[:2]
+        return Poses(np.tile([[width - 1.0, height - 1.0]], (1, 17, 1)), np.ones((1, 17)),
+                     np.array([[0.0, 0.0, width - 1.0, height - 1.0]]), np.ones(1))
+
+    video = jpeg_stream(tmp_path / "change.mjpeg", [(272, 640)] * 3 + [(240, 320)] * 3)
+    with pytest.warns(UserWarning, match="letterboxed"):
+        process_video(video, corner_person, out=tmp_path / "o.avi", json=tmp_path / "p.jsonl")
+    corners = [r["persons"][0]["keypoints"][0][:2] for r in read_jsonl(tmp_path / "p.jsonl")]
+    assert corners == [[639.0, 271.0]] * 3 + [[319.0, 239.0]] * 3
 
 
 # 7
