@@ -101,7 +101,6 @@ def _deliver(signum, handler):
 # debris, removed by `remove_stale_temporaries`); the random token keeps two machines writing into
 # one shared folder from ever picking the same name.
 TEMPORARY_MARK = ".livepose-partial-"
-DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def temporary_sibling(path, suffix=None):
@@ -170,8 +169,11 @@ class OutputError(OSError):
 
 def write_failure(what, path, error):
     """An OutputError naming the output and saying when the disk is full."""
-    if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
+    code = getattr(error, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT):
         reason = f"the disk is full ({error.strerror})"
+    elif code == errno.EFBIG:
+        reason = f"the file reached the size limit of this system or process ({error.strerror})"
     else:
         reason = getattr(error, "strerror", None) or str(error)
     failure = OutputError(f"{what} {path}: cannot be written: {reason}; an existing {Path(path).name} is kept")
