@@ -195,9 +195,10 @@ class _PyAVCapture:
             self._container.close()
             raise
         self._msec = 0.0
+        self._open = True
 
     def isOpened(self):
-        return True
+        return self._open
 
     def read(self):
         frame, self._first = self._first, None
@@ -222,7 +223,9 @@ class _PyAVCapture:
         return False
 
     def release(self):
-        self._container.close()
+        if self._open:
+            self._open = False
+            self._container.close()
 
 
 class _NumberedCapture:
