@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 
 from livepose.cli import (
     bench,
@@ -50,9 +51,12 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     _quiet_opencv()
     on_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
+    interrupts = _Interrupts()
+    previous = {signum: signal.signal(signum, interrupts) for signum in (signal.SIGINT, signal.SIGTERM)} if on_main_thread else {}
     try:
-        return args.handler(args) or 0
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.handler(args) or 0
     except KeyboardInterrupt as interrupt:
         print(f"livepose: interrupted {interrupt}".rstrip(), file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -60,8 +64,30 @@ def main(argv=None):
         print(f"livepose: error: {_describe(error)}", file=sys.stderr)
         return EXIT_USER_ERROR
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+class _Interrupts:
+    """SIGINT and SIGTERM: the first raises KeyboardInterrupt, and the run finishes its outputs;
+    later ones (a second Ctrl-C while it does) are noted and ignored, so that they cannot cut the
+    outputs short or leave a C++ thread (OpenVINO, FFmpeg) running while Python exits."""
+
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self, signum, frame):
+        self.count += 1
+        if self.count == 1:
+            raise KeyboardInterrupt
+        if self.count == 2:  # os.write: print() may be running in the interrupted code
+            os.write(sys.stderr.fileno(), b"livepose: still finishing the outputs; SIGKILL abandons them\n")
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    from tqdm import tqdm
+
+    tqdm.write(f"livepose: warning: {message}", file=sys.stderr)  # on a line of its own above a progress bar
 
 
 def _user_errors():
@@ -79,11 +105,6 @@ def _quiet_opencv():
 
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET, read when FFmpeg is first used
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-
-
-def _terminate(signum, frame):
-    """SIGTERM ends a run like Ctrl-C: outputs are finished, not abandoned."""
-    raise KeyboardInterrupt
 
 
 def _describe(error):

@@ -47,5 +47,5 @@ def run(args):
         estimator.detector.close()
     print(format_result(result))
     if args.json is not None:
-        write_atomic(args.json, (json.dumps(result.to_dict(), indent=2) + "\n").encode())
+        write_atomic(args.json, (json.dumps(result.to_dict(), indent=2) + "\n").encode(), "JSON output")
     return 0

@@ -1,7 +1,7 @@
 """What several subcommands share: the model and drawing flags, loading the models they name,
 and running a video or camera stream into the outputs the flags ask for."""
 import sys
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from livepose.core.decode import REFINEMENTS
@@ -52,7 +52,8 @@ def add_stream_outputs(parser):
     parser.add_argument("--out", type=Path, metavar="OUT.mp4",
                         help="annotated video to write (.mp4, .mov, .mkv: MPEG-4; .avi: Motion JPEG)")
     parser.add_argument("--json", type=Path, metavar="F.jsonl",
-                        help="poses as JSON Lines: one line per frame {frame, timestamp, persons}")
+                        help="poses as JSON Lines: one line per frame {frame, timestamp, persons}; F.jsonl "
+                             "appears when the run ends, '-' writes the lines to stdout as they come")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     add_detect_every(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -114,7 +115,7 @@ def run_stream_command(args, source, preview, live):
     if args.detect_every < 1:
         raise ValueError(f"--detect-every: expected a positive integer, got {args.detect_every}")
     for output, what in ((args.out, "output video"), (args.json, "JSON output")):
-        if output is not None:
+        if output is not None and str(output) != "-":
             check_writable(output, what)
     with ExitStack() as stack:
         stack.callback(source.release)
@@ -128,18 +129,32 @@ def run_stream_command(args, source, preview, live):
         if window is not None:
             stack.callback(window.close)
         total = min(filter(None, (source.frame_count, args.max_frames)), default=None)
-        bar = ProgressBar(total, source.name, enabled=not args.no_progress)
-        stack.callback(bar.close)
+        bar = stack.enter_context(ProgressBar(total, source.name, enabled=not args.no_progress))
         sinks = [window, bar] if window is not None else [bar]
         try:
-            stats = process_video(source, estimator, out=args.out, json=args.json, sinks=sinks,
-                                  max_frames=args.max_frames, detect_every=args.detect_every,
-                                  drawing=drawing_of(args), live=live)
+            with naming_detector(estimator):
+                stats = process_video(source, estimator, out=args.out, json=args.json, sinks=sinks,
+                                      max_frames=args.max_frames, detect_every=args.detect_every,
+                                      drawing=drawing_of(args), live=live)
         except StreamInterrupted as interrupt:
-            bar.close()
             raise Interrupted(f"after {interrupt.frames} frames; {_written(args, interrupt.frames)}") from None
     _report(args, stats, models_used)
     return 0
+
+
+@contextmanager
+def naming_detector(estimator):
+    """A detector whose output does not fit its layout is found on its first frame: name its file."""
+    from livepose.runtime.detector_layout import DetectorLayoutError
+
+    try:
+        yield
+    except DetectorLayoutError as error:
+        path = str(estimator.detector.model_path)
+        if path in str(error):
+            raise
+        raise DetectorLayoutError(f"detector {path}: {error} (is it a YOLOX or ultralytics detector? "
+                                  "--detector-layout names the layout)") from None
 
 
 def _report(args, stats, models_used):
@@ -148,7 +163,8 @@ def _report(args, stats, models_used):
     order = {name: position for position, name in enumerate(STAGES)}
     stages = ", ".join(f"{name} {stats.stages_ms[name]:.1f}"
                        for name in sorted(stats.stages_ms, key=lambda n: order.get(n, len(order))))
-    print(f"livepose: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} fps), "
+    decoded = f" (of {stats.announced_frames} announced)" if stats.announced_frames not in (None, stats.frames) else ""
+    print(f"livepose: {stats.frames} frames{decoded} in {stats.seconds:.1f} s ({stats.fps:.1f} fps), "
           f"{stats.persons_per_frame:.1f} persons per frame; {_written(args, stats.frames)}", file=sys.stderr)
     print(f"livepose: ms per frame: {stages}" + (f"; {stats.dropped} stale frames dropped" if stats.dropped else ""),
           file=sys.stderr)
@@ -156,7 +172,9 @@ def _report(args, stats, models_used):
 
 
 def _written(args, frames):
-    outputs = [str(p) for p in (args.out, args.json) if p is not None]
+    outputs = ["stdout" if str(p) == "-" else str(p) for p in (args.json, args.out) if p is not None]
     if not outputs:
         return "nothing written"
+    if frames == 0:
+        return f"nothing written ({' and '.join(outputs)} left as they were)"
     return f"wrote {' and '.join(outputs)} ({frames} frames)"

@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from livepose.files import signals_deferred
 from livepose.timing import timed
 
 STAGES = ("read", "detect", "crop", "pose", "decode", "draw", "write")
@@ -173,11 +174,14 @@ class _Run:
 
     def stop_threads(self, threads):
         """Stop every stage and wait for it; the names of threads still running after _JOIN_S."""
-        self.stop.set()
-        if self.live:  # wakes an inference thread waiting for a camera that has stopped delivering
-            _close(self.iterator)
-        for thread in threads:
-            thread.join(_JOIN_S)
+        # a second Ctrl-C must not abandon the joins: a thread left inside OpenVINO or FFmpeg while
+        # Python exits aborts the process ("terminate called without an active exception")
+        with signals_deferred():
+            self.stop.set()
+            if self.live:  # wakes an inference thread waiting for a camera that has stopped delivering
+                _close(self.iterator)
+            for thread in threads:
+                thread.join(_JOIN_S)
         return [t.name for t in threads if t.is_alive()]
 
 

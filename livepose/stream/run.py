@@ -10,12 +10,13 @@ FrameResult; this module knows nothing of argparse, progress bars or windows bey
         stats = process_video("in.mp4", estimator, out="out.mp4", json="poses.jsonl")
 """
 import time
+import warnings
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from livepose.files import MediaError, signals_deferred
+from livepose.files import MediaError, outputs_committed, signals_deferred
 from livepose.stream.detect_every import DetectAndPose
 from livepose.stream.draw import draw_fps, draw_poses
 from livepose.stream.pipeline import run_pipeline
@@ -24,6 +25,7 @@ from livepose.stream.sources import Frame, VideoSource, VideoWriter
 from livepose.timing import timed
 
 FPS_SMOOTHING = 0.9  # exponential moving average of the frame rate shown on the output
+TRUNCATION_TOLERANCE, TRUNCATION_TOLERANCE_FRAMES = 0.05, 2  # decoded vs announced frames, see _check_count
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class StreamStats:
     dropped: int = 0              # stale frames a live source skipped
     stages_ms: dict = field(default_factory=dict)
     detector_runs: int | None = None
+    announced_frames: int | None = None  # the frame count a video file's container announces
 
     @property
     def fps(self):
@@ -208,14 +211,29 @@ def process_video(source, work, out=None, json=None, sinks=(), max_frames=None, 
         stack.callback(source.release)
         live = source.live if live is None else live
         work = as_work(work, detect_every)
-        outputs = []
-        if out is not None:
-            outputs.append(stack.enter_context(VideoWriter(out, source.fps, source.size)))
+        # committed in this order: the poses first, then the video (see files.commit_outputs)
+        outputs = stack.enter_context(outputs_committed([]))
         if json is not None:
-            outputs.append(stack.enter_context(JsonlWriter(json)))
+            outputs.append(JsonlWriter(json))
+        if out is not None:
+            outputs.append(VideoWriter(out, source.fps, source.size))
         frames = source.live_reader() if live else source.frames(max_frames)
         stream = _FrameStream(frames, limit=max_frames if live else None)
-        stats = run_stream(stream, work, [*outputs, *sinks], live=live, drawing=drawing)
+        stats = run_stream(stream, work, [*outputs[::-1], *sinks], live=live, drawing=drawing)
     if stats.frames == 0:
         raise MediaError(f"{source.name}: no frame was processed")
+    return _check_count(source, stats, max_frames)
+
+
+def _check_count(source, stats, max_frames):
+    """Stats with the frame count the container announced; a warning when clearly fewer frames
+    were decoded (a truncated file). Live sources and estimated counts (a tolerance of 5 %, at
+    least 2 frames, for variable frame rates and counts from the duration) are not judged."""
+    announced = source.frame_count if not source.live and max_frames is None else 0
+    if announced <= 0:
+        return stats
+    stats = replace(stats, announced_frames=announced)
+    if stats.frames < announced - max(TRUNCATION_TOLERANCE_FRAMES, TRUNCATION_TOLERANCE * announced):
+        warnings.warn(f"{source.name}: {stats.frames} frames decoded of the {announced} its container announces "
+                      "(a truncated or damaged file?)", stacklevel=3)
     return stats

@@ -1,8 +1,8 @@
 """Where results go: poses as JSON Lines (one line per frame), COCO keypoint results, annotated images.
 
-Nothing a user produced may be left corrupt by an interruption: the JSONL file is flushed after
-every line (a kill leaves every line but possibly the one being written intact), and whole files
-(COCO results, images) are written to a temporary name and moved into place.
+Nothing a user produced may be left corrupt by an interruption, a kill or a full disk: every file
+goes through the commit protocol of livepose.files (a temporary beside the target, fsynced,
+checked, renamed over it), so an existing output is replaced only by a complete one.
 """
 import json
 import os
@@ -13,7 +13,15 @@ import cv2
 import numpy as np
 
 from livepose.core.coco import rescore
-from livepose.files import MediaError, check_writable, write_atomic
+from livepose.files import (
+    MediaError,
+    StagedFile,
+    check_writable,
+    commit_outputs,
+    discard_outputs,
+    write_atomic,
+    write_failure,
+)
 
 
 def frame_record(index, timestamp, poses):
@@ -22,19 +30,32 @@ def frame_record(index, timestamp, poses):
 
 
 class JsonlWriter:
-    """Context manager appending one JSON object per frame to `path` (replaced if it exists).
+    """Context manager writing one JSON object per frame to `path` ("-": stdout).
 
-    Each line is flushed to the OS as it is written, so after Ctrl-C or a kill the file holds
-    valid JSON lines for every frame written so far.
+    A file goes through the commit protocol (files.StagedFile): lines go to a temporary beside
+    `path`, which replaces `path` only when the run's outputs are committed together
+    (files.commit_outputs; `close()` alone commits it too). stdout gets each line flushed as it
+    is written, for a reader that wants them live (`tail -f` of a webcam run).
     """
 
     output, stage = True, "write"  # as a stream sink (see stream.run)
 
     def __init__(self, path):
+        self.lines_written = self._bytes = 0
+        if str(path) == "-":
+            self.path, self.staged, self._handle = "-", None, sys.stdout
+            return
         self.path = Path(path)
         check_writable(self.path, "JSON output")
-        self._handle = open(self.path, "w", encoding="utf-8")
-        self.lines_written = 0
+        self.staged = StagedFile(self.path, "JSON output")
+        try:
+            self._handle = open(self.staged.temporary, "w", encoding="utf-8")
+        except OSError as error:
+            raise write_failure("JSON output", self.path, error) from None
+
+    @property
+    def empty(self):
+        return self.lines_written == 0
 
     def __call__(self, result):
         """Write one stream FrameResult."""
@@ -43,20 +64,53 @@ class JsonlWriter:
     def write(self, index, timestamp, poses):
         """Write the record of frame `index` (seconds `timestamp`) with its Poses."""
         line = json.dumps(frame_record(index, timestamp, poses), separators=(",", ":"))
-        self._handle.write(line + "\n")
-        self._handle.flush()
+        try:
+            self._handle.write(line + "\n")
+            self._handle.flush()
+        except OSError as error:
+            raise write_failure("JSON output", self.path, error) from None
         self.lines_written += 1
+        self._bytes += len(line) + 1  # json.dumps writes ASCII: characters are bytes
+
+    def finish(self):
+        """Close and fsync the temporary (commit protocol step 2)."""
+        if self.staged is None:
+            return
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            try:
+                handle.close()
+            except OSError as error:
+                raise write_failure("JSON output", self.path, error) from None
+        size = self.staged.temporary.stat().st_size
+        if size != self._bytes:
+            raise MediaError(f"JSON output {self.path}: {self._bytes} bytes written but {size} on disk; "
+                             f"an existing {self.path.name} is kept")
+        self.staged.sync()
+
+    def abandon(self):
+        if self.staged is not None and self._handle is not None:
+            handle, self._handle = self._handle, None
+            try:
+                handle.close()
+            except OSError:
+                pass  # a full disk: the temporary is removed anyway
 
     def close(self):
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        """Commit the file (idempotent); stdout is only flushed."""
+        if self.staged is None:
+            sys.stdout.flush()
+        elif self._handle is not None:
+            commit_outputs([self])
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self.close()
+        if exc[0] is None or issubclass(exc[0], KeyboardInterrupt):
+            self.close()
+        else:
+            discard_outputs([self])
 
 
 def coco_image_id(path, position):
@@ -101,7 +155,7 @@ class CocoResultsWriter:
         self.results.extend(coco_results(image_id, poses, file_name))
 
     def close(self):
-        write_atomic(self.path, json.dumps(self.results).encode("utf-8"))
+        write_atomic(self.path, json.dumps(self.results).encode("utf-8"), "COCO results")
 
 
 class AnnotatedImageWriter:
@@ -142,7 +196,7 @@ class AnnotatedImageWriter:
         ok, encoded = cv2.imencode(target.suffix, image)
         if not ok:
             raise MediaError(f"annotated image {target}: OpenCV cannot encode {target.suffix}")
-        write_atomic(target, encoded.tobytes())
+        write_atomic(target, encoded.tobytes(), "annotated image")
         return target
 
 
@@ -176,12 +230,13 @@ class PreviewWindow:
 
 
 class ProgressBar:
-    """A stream sink counting frames on a progress bar on stderr (tqdm)."""
+    """A stream sink counting frames (or any items: call it with None) on a progress bar on stderr
+    (tqdm); a context manager, closed before any message after it so that none is glued to it."""
 
-    def __init__(self, total=None, description=None, enabled=True):
+    def __init__(self, total=None, description=None, enabled=True, unit="frame"):
         from tqdm import tqdm
 
-        self._bar = tqdm(total=total or None, unit="frame", desc=description, dynamic_ncols=True,
+        self._bar = tqdm(total=total or None, unit=unit, desc=description, dynamic_ncols=True,
                          disable=not enabled, file=sys.stderr)
 
     def __call__(self, result):
@@ -189,3 +244,9 @@ class ProgressBar:
 
     def close(self):
         self._bar.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -69,8 +69,10 @@ def test_ctrl_c_half_way_leaves_a_playable_video_and_valid_json_lines(tmp_path, 
     process = subprocess.Popen(command, cwd=tmp_path, env=cli_env(tmp_path), stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + TIMEOUT_S
-        while not (jsonl.exists() and len(jsonl.read_text().splitlines()) >= 40):
+        # the lines go to a temporary beside poses.jsonl until the run ends (the commit protocol)
+        while sum(t.read_text().count("\n") for t in tmp_path.glob(".poses.livepose-partial-*.jsonl")) < 40:
             assert process.poll() is None and time.monotonic() < deadline, process.stderr.read() if process.poll() is not None else "timeout"
+            assert not jsonl.exists()
             time.sleep(0.05)
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)

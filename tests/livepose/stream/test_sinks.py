@@ -24,14 +24,17 @@ def random_poses(count, seed=0):
                  np.tile([[10, 20, 110, 220]], (count, 1)), rng.uniform(0.3, 1, count))
 
 
-def test_jsonl_has_one_flushed_line_per_frame(tmp_path):
+def test_jsonl_has_one_line_per_frame_and_replaces_the_old_file_on_close(tmp_path):
     path = tmp_path / "poses.jsonl"
+    path.write_text("old\n")
     frames = [random_poses(n, seed=n) for n in (2, 0, 3)]
     with JsonlWriter(path) as writer:
         for index, poses in enumerate(frames):
             writer.write(index, index / 25.0, poses)
-            # readable by another process before the writer is closed (what a kill leaves behind)
-            assert len(path.read_text().splitlines()) == index + 1
+            # flushed into the temporary beside it; the old file is untouched until the end
+            assert len(writer.staged.temporary.read_text().splitlines()) == index + 1
+            assert path.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["poses.jsonl"]
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["frame"] for r in records] == [0, 1, 2]
     assert [r["timestamp"] for r in records] == [0.0, 0.04, 0.08]
@@ -42,6 +45,15 @@ def test_jsonl_has_one_flushed_line_per_frame(tmp_path):
     np.testing.assert_allclose(np.array(person["keypoints"])[:, :2], frames[2].keypoints[1], atol=0.01)
     np.testing.assert_allclose(np.array(person["keypoints"])[:, 2], frames[2].scores[1], atol=1e-4)
     assert person["box"] == [10.0, 20.0, 110.0, 220.0]
+
+
+def test_jsonl_after_an_error_keeps_the_old_file(tmp_path):
+    path = tmp_path / "poses.jsonl"
+    path.write_text("old\n")
+    with pytest.raises(RuntimeError), JsonlWriter(path) as writer:
+        writer.write(0, 0.0, random_poses(1))
+        raise RuntimeError("a failing stage")
+    assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["poses.jsonl"]
 
 
 def test_jsonl_refuses_an_unwritable_path(tmp_path):

@@ -1,4 +1,6 @@
 """Frame sources and the video writer: real files, bad inputs, and interruption leaving a playable file."""
+import warnings
+
 import cv2
 import numpy as np
 import pytest
@@ -110,10 +112,22 @@ def test_failed_start_keeps_the_existing_output(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
 
 
-def test_writer_refuses_frames_of_another_size(tmp_path):
-    with VideoWriter(tmp_path / "out.mp4", 25, (48, 64)) as writer:
-        with pytest.raises(ValueError, match=r"expected frames \(48, 64, 3\) uint8, got \(64, 48, 3\)"):
-            writer.write(np.zeros((64, 48, 3), np.uint8))
+def test_writer_letterboxes_frames_of_another_size_and_warns_once(tmp_path):
+    path = tmp_path / "out.avi"
+    with VideoWriter(path, 25, (48, 64)) as writer:
+        writer.write(np.full((48, 64, 3), 200, np.uint8))
+        with pytest.warns(UserWarning, match="frame size changed from 64x48 to 48x64 at frame 1; .* letterboxed"):
+            writer.write(np.full((64, 48, 3), 200, np.uint8))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            writer.write(np.full((64, 48, 3), 200, np.uint8))
+        with pytest.raises(ValueError, match=r"expected \(H, W, 3\) uint8 frames, got \(48, 64\)"):
+            writer.write(np.zeros((48, 64), np.uint8))
+    capture = cv2.VideoCapture(str(path))
+    images = [capture.read()[1] for _ in range(3)]
+    assert [image.shape for image in images] == [(48, 64, 3)] * 3
+    # the tall frame is centred between black bars: 48 / 64 = 0.75 -> 36 x 48 in the middle
+    assert images[1][:, :10].max() < 30 and images[1][:, 14:50].mean() > 170
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -159,3 +173,13 @@ def test_bad_images_are_refused_by_name(tmp_path):
     empty.mkdir()
     with pytest.raises(MediaError, match="contains no images"):
         list_images([empty])
+
+
+def test_odd_sizes_lose_the_last_column_and_row_with_a_warning(tmp_path):
+    path = tmp_path / "odd.avi"
+    with pytest.warns(UserWarning, match="65x49 frames are written as 64x48"):
+        writer = VideoWriter(path, 25, (49, 65))
+    with writer:
+        for index in range(3):
+            writer.write(numbered_image(index, size=(49, 65)))
+    assert decoded_frames(path) == (3, (48, 64))
