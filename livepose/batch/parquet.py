@@ -16,12 +16,16 @@ BOX_COLUMNS = ("box_x1", "box_y1", "box_x2", "box_y2")
 KEYPOINT_COLUMNS = tuple(f"{name}_{part}" for name in KEYPOINT_NAMES for part in ("x", "y", "score"))
 
 
+class PyarrowMissing(ValueError):
+    """--parquet without pyarrow installed; the message says how to install it."""
+
+
 def import_pyarrow():
     try:
         import pyarrow
         import pyarrow.parquet
     except ImportError:
-        raise ImportError("--parquet needs pyarrow: pip install 'livepose[cluster]' (or pip install pyarrow)") from None
+        raise PyarrowMissing("--parquet needs pyarrow: pip install 'livepose[cluster]' (or pip install pyarrow)") from None
     return pyarrow
 
 
