@@ -45,8 +45,7 @@ def connect(address):
         ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
                  configure_logging=False)
         return True
-    if address != "auto":
-        _check_reachable(address)
+    check_address(address)
     try:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError) as error:
@@ -55,8 +54,11 @@ def connect(address):
     return True
 
 
-def _check_reachable(address):
-    """One line within seconds for a closed port, before Ray's own retries (which take minutes)."""
+def check_address(address):
+    """For HOST:PORT and ray://HOST:PORT: one line within seconds for a closed port, before Ray's own
+    retries (which take minutes); `auto` and `local` are checked by connecting."""
+    if address in ("auto", "local"):
+        return
     parts = urlsplit(address if "://" in address else f"tcp://{address}")
     try:
         host, port = parts.hostname, parts.port

@@ -56,9 +56,10 @@ def run(args):
 
         import_pyarrow()
     if args.ray is not None:
-        from livepose.batch.ray_executor import import_ray
+        from livepose.batch.ray_executor import check_address, import_ray
 
         import_ray()
+        check_address(args.ray)  # a closed port is one line now, not after the models are hashed
     models, settings = _models_and_settings(args)
     executor = _ExecutorFactory(args, models, settings)
     progress = _Progress(len(inputs), enabled=not args.no_progress)

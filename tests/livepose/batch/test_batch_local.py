@@ -29,10 +29,11 @@ def outputs(out, kind="jsonl", suffix=".jsonl"):
 
 
 @pytest.mark.slow
-def test_good_and_bad_videos_then_resume_touch_and_force(tmp_path, models, capsys):
+def test_good_and_bad_videos_parquet_then_resume_touch_and_force(tmp_path, models, capsys):
     folder = make_folder(tmp_path)
     out = tmp_path / "out"
-    assert batch(folder, "--out", out, *models, *ONE_WORKER) == 3  # some videos failed
+    two_workers = ["--workers", "2", "--threads-per-worker", "1", "--no-progress", "--no-fetch"]
+    assert batch(folder, "--out", out, "--parquet", *models, *two_workers) == 3  # some videos failed
     statuses = {r["video"]: r for r in status_records(out)}
     assert {k: r["status"] for k, r in statuses.items()} == {
         "clip0": "done", "sub/clip1": "done", "clip2": "done", "corrupt": "failed", "notes": "failed"}
@@ -48,6 +49,7 @@ def test_good_and_bad_videos_then_resume_touch_and_force(tmp_path, models, capsy
     run = [r for r in jsonl_lines(out / "batch.jsonl") if r["event"] == "run"][0]
     assert [m["name"] for m in run["models"]] == ["r18-256x192.onnx", "yolox_nano.onnx"]
     assert all(len(m["sha256"]) == 64 for m in run["models"]) and run["livepose"]
+    check_parquet(out, ["clip0", "sub/clip1", "clip2"])
 
     (folder / "corrupt.mp4").unlink()
     (folder / "notes.mp4").unlink()
@@ -64,24 +66,21 @@ def test_good_and_bad_videos_then_resume_touch_and_force(tmp_path, models, capsy
     assert last_run(out) == {"clip0": "done", "sub/clip1": "done", "clip2": "done"}
 
 
-@pytest.mark.slow
-def test_parquet_files_read_back_as_one_dataset_with_the_documented_schema(tmp_path, models):
+def check_parquet(out, keys):
+    """The Parquet files read back with pyarrow as one dataset: the documented schema, one row per
+    person of the JSONL, the frame count in each file's metadata."""
     pa = pytest.importorskip("pyarrow")
     import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
     from livepose.batch.parquet import KEYPOINT_COLUMNS, pose_schema
 
-    folder = make_folder(tmp_path, bad=False)
-    out = tmp_path / "out"
-    assert batch(folder, "--out", out, "--parquet", *models, "--workers", "2", "--threads-per-worker", "1",
-                 "--no-progress") == 0
-    assert outputs(out, "parquet", ".parquet") == ["clip0.parquet", "clip2.parquet", "sub/clip1.parquet"]
+    assert outputs(out, "parquet", ".parquet") == sorted(f"{key}.parquet" for key in keys)
     table = ds.dataset(out / "parquet", format="parquet").to_table()
     assert table.schema.remove_metadata() == pose_schema().remove_metadata()
     assert len(KEYPOINT_COLUMNS) == 51 and table.schema.field("track_id").nullable
     assert table.column("track_id").null_count == len(table)
-    for key in ("clip0", "sub/clip1", "clip2"):
+    for key in keys:
         records = jsonl_lines(out / "jsonl" / f"{key}.jsonl")
         rows = table.filter(pa.compute.equal(table.column("video"), key))
         assert len(rows) == sum(len(r["persons"]) for r in records) > 0
