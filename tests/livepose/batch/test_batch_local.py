@@ -80,6 +80,8 @@ def check_parquet(out, keys):
     assert table.schema.remove_metadata() == pose_schema().remove_metadata()
     assert len(KEYPOINT_COLUMNS) == 51 and table.schema.field("track_id").nullable
     assert table.column("track_id").null_count == len(table)
+    pandas = pytest.importorskip("pandas")  # the README's pandas line reads the same folder
+    assert len(pandas.read_parquet(out / "parquet")) == len(table)
     for key in keys:
         records = jsonl_lines(out / "jsonl" / f"{key}.jsonl")
         rows = table.filter(pa.compute.equal(table.column("video"), key))
