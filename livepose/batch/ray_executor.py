@@ -98,9 +98,12 @@ class PoseActor:
         return self.problem
 
     def process(self, job):
+        import ray
+
         from livepose.batch.worker import process_job
 
         result = process_job(job, self.estimator, self.settings, self.scratch)
+        result["worker"] = {"host": socket.gethostname(), "pid": os.getpid(), "gpus": [str(g) for g in ray.get_gpu_ids()]}
         files = result.pop("files", {})
         result["data"] = {}
         for kind, path in files.items():
@@ -120,12 +123,13 @@ class RayExecutor:
     so they land on nodes that have them); `run(jobs)` yields result dicts as videos finish, with
     the outputs' bytes under "data". `scratch`: where actors write (default: each node's temp folder)."""
 
-    def __init__(self, workers, models, settings, cpus=None, gpus=0, scratch=None, log=None):
+    def __init__(self, workers, models, settings, cpus=None, gpus=0, scratch=None, log=None,
+                 placement_timeout=PLACEMENT_TIMEOUT_S):
         if workers < 1:
             raise ValueError(f"--workers: expected a positive integer, got {workers}")
         self.workers, self.models, self.settings = workers, models, settings
         self.cpus = settings.threads if cpus is None else cpus
-        self.gpus, self.scratch = gpus, scratch
+        self.gpus, self.scratch, self.placement_timeout = gpus, scratch, placement_timeout
         self.log = log or (lambda message: None)
 
     def run(self, jobs):
@@ -134,20 +138,21 @@ class RayExecutor:
                                                     max_task_retries=RESTARTS)
         payload = ray.put(self.models.payload())
         actors = [actor_class.remote([payload], self.settings, self.scratch) for _ in range(min(self.workers, len(jobs)))]
+        ready = []
         try:
             ready = self._ready(ray, actors)
             yield from self._dispatch(ray, ready, deque(jobs))
         finally:
-            ray.wait([actor.close.remote() for actor in actors], num_returns=len(actors), timeout=10)
+            ray.wait([actor.close.remote() for actor in ready], num_returns=len(ready), timeout=10)
             for actor in actors:
                 ray.kill(actor, no_restart=True)
 
     def _ready(self, ray, actors):
         """The actors that opened the models; each one that could not is reported once."""
         checks = {actor.check.remote(): actor for actor in actors}
-        done, waiting = ray.wait(list(checks), num_returns=len(checks), timeout=PLACEMENT_TIMEOUT_S)
+        done, waiting = ray.wait(list(checks), num_returns=len(checks), timeout=self.placement_timeout)
         if waiting:
-            self.log(f"{len(waiting)} of {len(actors)} workers were not placed within {PLACEMENT_TIMEOUT_S} s "
+            self.log(f"{len(waiting)} of {len(actors)} workers were not placed within {self.placement_timeout} s "
                      f"(each needs {self.cpus} CPUs and {self.gpus} GPUs on one node)")
         ready, problems = [], []
         for ref in done:

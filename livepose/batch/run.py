@@ -96,8 +96,9 @@ def _record(result, job, out_dir, scratch, status, summary, fingerprint):
         finals = output_paths(out_dir, key, job["kinds"])
         for kind, temporary in _temporaries(result, key, scratch).items():
             commit(temporary, finals[kind])
+        extra = {"worker": result["worker"]} if "worker" in result else {}
         status.video(key, source, "done", frames=result["frames"], persons=result["persons"],
-                     seconds=result["seconds"], identity=job["identity"], fingerprint=fingerprint,
+                     seconds=result["seconds"], identity=job["identity"], fingerprint=fingerprint, **extra,
                      outputs={kind: str(path.relative_to(out_dir)) for kind, path in finals.items()})
         summary.done.append(key)
         summary.frames += result["frames"]

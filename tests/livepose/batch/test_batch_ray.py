@@ -22,7 +22,8 @@ WORKERS = ["--workers", "2", "--threads-per-worker", "1", "--no-progress", "--no
 @pytest.fixture(scope="module")
 def cluster():
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    # one logical GPU: --gpus-per-worker is a Ray resource, testable without a GPU
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
     yield
     ray.shutdown()
 
@@ -104,3 +105,19 @@ def test_a_worker_killed_mid_video_is_replaced_and_every_video_completes(tmp_pat
     for key in summary.done:
         assert [r["frame"] for r in jsonl_lines(out / "jsonl" / f"{key}.jsonl")] == list(range(12))
     assert not list(out.rglob("*.partial*"))
+
+
+def test_gpus_per_worker_is_a_ray_resource_a_worker_waits_for(tmp_path, r18_onnx, yolox_nano, cluster):
+    from livepose.batch.inputs import resolve_inputs
+    from livepose.batch.ray_executor import RayExecutor
+    from livepose.batch.run import run_batch
+    from livepose.batch.worker import ModelFiles, WorkerSettings
+
+    folder = make_folder(tmp_path, good=2, bad=False, frames=2)
+    models, settings, said = ModelFiles.of(r18_onnx, yolox_nano), WorkerSettings(threads=1), []
+    executor = RayExecutor(2, models, settings, gpus=1, log=said.append, placement_timeout=5)
+    summary = run_batch(resolve_inputs([folder]), tmp_path / "out", ["jsonl"], models, settings, lambda _: executor)
+    assert sorted(summary.done) == ["clip0", "sub/clip1"]
+    assert said == ["1 of 2 workers were not placed within 5 s (each needs 1 CPUs and 1 GPUs on one node)"]
+    workers = [r["worker"] for r in status_records(tmp_path / "out") if r["status"] == "done"]
+    assert [w["gpus"] for w in workers] == [["0"], ["0"]] and len({w["pid"] for w in workers}) == 1
