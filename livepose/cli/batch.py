@@ -48,8 +48,8 @@ def run(args):
 
     check_thresholds(args)
     _check_counts(args)
-    args.out.mkdir(parents=True, exist_ok=True)
     inputs = resolve_inputs(args.inputs, args.out)
+    args.out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known not to contain it
     kinds = ["jsonl"] + (["parquet"] if args.parquet else []) + (["video"] if args.video else [])
     if args.parquet:
         from livepose.batch.parquet import import_pyarrow

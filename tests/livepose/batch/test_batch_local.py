@@ -133,6 +133,7 @@ def test_bad_inputs_are_one_line_naming_them(tmp_path, models, capsys):
         error = capsys.readouterr().err.strip().splitlines()
         assert len(error) == 1, error
         assert re.search(message, error[0]), error[0]
+    assert not (folder / "results").exists()  # a refused --out is not created inside the input folder
 
 
 @pytest.mark.parametrize("flag,module,extra", [("--ray", "ray", "livepose[cluster]"),
