@@ -143,7 +143,8 @@ class RayExecutor:
             ready = self._ready(ray, actors)
             yield from self._dispatch(ray, ready, deque(jobs))
         finally:
-            ray.wait([actor.close.remote() for actor in ready], num_returns=len(ready), timeout=10)
+            if ready:
+                ray.wait([actor.close.remote() for actor in ready], num_returns=len(ready), timeout=10)
             for actor in actors:
                 ray.kill(actor, no_restart=True)
 
@@ -156,7 +157,10 @@ class RayExecutor:
                      f"(each needs {self.cpus} CPUs and {self.gpus} GPUs on one node)")
         ready, problems = [], []
         for ref in done:
-            problem = ray.get(ref)
+            try:
+                problem = ray.get(ref)
+            except ray.exceptions.RayError as error:  # its process died while opening the models
+                problem = str(error).strip().splitlines()[0]
             if problem is None:
                 ready.append(checks[ref])
             else:
