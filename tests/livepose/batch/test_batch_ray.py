@@ -121,3 +121,20 @@ def test_gpus_per_worker_is_a_ray_resource_a_worker_waits_for(tmp_path, r18_onnx
     assert said == ["1 of 2 workers were not placed within 5 s (each needs 1 CPUs and 1 GPUs on one node)"]
     workers = [r["worker"] for r in status_records(tmp_path / "out") if r["status"] == "done"]
     assert [w["gpus"] for w in workers] == [["0"], ["0"]] and len({w["pid"] for w in workers}) == 1
+
+
+def test_workers_that_cannot_open_the_models_say_why_once_and_take_no_videos(tmp_path, yolox_nano, cluster):
+    from livepose.batch.inputs import resolve_inputs
+    from livepose.batch.local import WorkersUnusable
+    from livepose.batch.ray_executor import RayExecutor
+    from livepose.batch.run import run_batch
+    from livepose.batch.worker import ModelFiles, WorkerSettings
+
+    folder = make_folder(tmp_path, good=1, bad=False, frames=2)
+    wrong = ModelFiles.of(yolox_nano, yolox_nano)  # a detector given as the pose model (like an engine for another GPU)
+    settings, said = WorkerSettings(threads=1), []
+    with pytest.raises(WorkersUnusable, match="no Ray worker could start: .*yolox_nano"):
+        run_batch(resolve_inputs([folder]), tmp_path / "out", ["jsonl"], wrong, settings,
+                  lambda _: RayExecutor(1, wrong, settings, log=said.append))
+    assert len(said) == 1 and "takes no videos" in said[0]
+    assert not (tmp_path / "out" / "jsonl").exists()
