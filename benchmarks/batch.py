@@ -92,9 +92,10 @@ def main():
               f"{os.cpu_count()} cores")
         load = model_load_seconds(models)
         batch = [*livepose, "batch", str(root / "in"), *models, "--no-progress"]
+        (root / "loop").mkdir()
         rows = [("shell loop of `livepose video`", timed_run(
             [[*livepose, "video", str(c), "--json", str(root / "loop" / f"{c.stem}.jsonl"), *models, "--no-progress"]
-             for c in clips if (root / "loop").mkdir(exist_ok=True) or True]))]
+             for c in clips]))]
         rows.append(("batch --workers 1", timed_run([[*batch, "--out", str(root / "w1"), "--workers", "1"]])))
         rows.append(("batch --workers 2", timed_run([[*batch, "--out", str(root / "w2"), "--workers", "2"]])))
         address, startup = start_cluster()
@@ -105,7 +106,7 @@ def main():
 
 def report(rows, videos, frames, load, startup):
     loop_wall = rows[0][1][0]
-    print(f"\n| run | wall s | videos/s | frames/s | vs shell loop |\n|---|---:|---:|---:|---:|")
+    print("\n| run | wall s | videos/s | frames/s | vs shell loop |\n|---|---:|---:|---:|---:|")
     for name, (wall, _cpu) in rows:
         print(f"| {name} | {wall:.1f} | {videos / wall:.3f} | {frames / wall:.2f} | {loop_wall / wall:.2f}x |")
     walls = {name: wall for name, (wall, _cpu) in rows}
