@@ -3,6 +3,7 @@
   livepose video in.mp4 --out out.mp4 [--json poses.jsonl]
   livepose webcam [--camera 0] [--out out.mp4]
   livepose image a.jpg b.jpg photos/ --out annotated/
+  livepose batch videos/ --out results/ [--parquet] [--workers N | --ray [ADDRESS]]
   livepose fetch-models [--from DIR] [--pose-size 256x192|384x288]
   livepose export-detector yolo11n.pt
   livepose build-engine --pose M.onnx [--detector D.onnx] [--fp16]
@@ -19,6 +20,7 @@ import threading
 import warnings
 
 from livepose.cli import (
+    batch,
     bench,
     build_engine,
     export_detector,
@@ -32,7 +34,7 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 # Each subcommand is a module with NAME, HELP, DESCRIPTION, add_arguments(parser) and run(args);
 # a new subcommand is a new module added here.
-SUBCOMMANDS = (video, webcam, image, fetch_models, export_detector, build_engine, bench)
+SUBCOMMANDS = (video, webcam, image, batch, fetch_models, export_detector, build_engine, bench)
 
 
 def build_parser():
