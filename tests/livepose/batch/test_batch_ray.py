@@ -74,7 +74,7 @@ class WorkerKiller(threading.Thread):
 
     def run(self):
         while not self.stop.is_set() and self.killed is None:
-            for partial in self.scratch.glob("livepose-batch-*/.*.partial.jsonl"):
+            for partial in self.scratch.glob("livepose-batch-*/.*partial*.jsonl"):  # the JSONL while it is written
                 try:
                     if partial.read_text().count("\n") >= self.lines:
                         self.killed = int(partial.parent.name.rsplit("-", 1)[1])
