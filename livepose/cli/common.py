@@ -1,5 +1,6 @@
 """What several subcommands share: the model and drawing flags, loading the models they name,
 and running a video or camera stream into the outputs the flags ask for."""
+import argparse
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -52,14 +53,48 @@ def add_stream_outputs(parser):
                         help="annotated video to write (.mp4, .mov, .mkv: MPEG-4; .avi: Motion JPEG)")
     parser.add_argument("--json", type=Path, metavar="F.jsonl",
                         help="poses as JSON Lines: one line per frame {frame, timestamp, persons}")
+    parser.add_argument("--mot", type=Path, metavar="F.txt",
+                        help="person box tracks in MOTChallenge format (frame,id,x,y,w,h,score,-1,-1,-1)")
+    parser.add_argument("--posetrack", type=Path, metavar="F.json",
+                        help="pose tracks as PoseTrack18 JSON (images, annotations with track_id)")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     add_detect_every(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def add_detect_every(parser):
+    from livepose.tracking.smoothing import BETA, D_CUTOFF, MIN_CUTOFF
+    from livepose.tracking.tracker import MAX_LOST_SECONDS
+
     parser.add_argument("--detect-every", type=int, default=1, metavar="N",
-                        help="run the detector every N frames; in between, boxes follow the previous poses (default 1)")
+                        help="run the detector every N frames; in between, each tracked person's box follows its "
+                             "motion and last pose (default 1)")
+    group = parser.add_argument_group("tracking and smoothing")
+    group.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,
+                       help="One-Euro smoothing of the keypoints (default on; --no-smooth writes the raw keypoints)")
+    group.add_argument("--smooth-min-cutoff", type=float, default=MIN_CUTOFF, metavar="HZ",
+                       help=f"One-Euro cutoff of a still joint (default {MIN_CUTOFF})")
+    group.add_argument("--smooth-beta", type=float, default=BETA, metavar="B",
+                       help=f"One-Euro cutoff rise per body height per second (default {BETA})")
+    group.add_argument("--smooth-d-cutoff", type=float, default=D_CUTOFF, metavar="HZ",
+                       help=f"One-Euro cutoff of the speed estimate (default {D_CUTOFF})")
+    group.add_argument("--track-lost-seconds", type=float, default=MAX_LOST_SECONDS, metavar="S",
+                       help=f"how long an unseen person keeps their id (default {MAX_LOST_SECONDS})")
+
+
+def tracking_of(args):
+    """TrackerSettings from the flags; ValueError naming the flag for a bad value."""
+    import math
+
+    from livepose.tracking.smoothing import OneEuroSettings
+    from livepose.tracking.tracker import TrackerSettings
+
+    for name in ("smooth_min_cutoff", "smooth_beta", "smooth_d_cutoff", "track_lost_seconds"):
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"--{name.replace('_', '-')}: expected a positive number, got {value}")
+    smoothing = OneEuroSettings(args.smooth_min_cutoff, args.smooth_beta, args.smooth_d_cutoff)
+    return TrackerSettings(max_lost_seconds=args.track_lost_seconds, smooth=args.smooth, smoothing=smoothing)
 
 
 def check_thresholds(args):
@@ -112,7 +147,9 @@ def run_stream_command(args, source, preview, live):
 
     if args.detect_every < 1:
         raise ValueError(f"--detect-every: expected a positive integer, got {args.detect_every}")
-    for output, what in ((args.out, "output video"), (args.json, "JSON output")):
+    tracking = tracking_of(args)
+    for output, what in ((args.out, "output video"), (args.json, "JSON output"), (args.mot, "MOT output"),
+                         (args.posetrack, "PoseTrack output")):
         if output is not None:
             check_writable(output, what)
     with ExitStack() as stack:
@@ -133,7 +170,8 @@ def run_stream_command(args, source, preview, live):
         try:
             stats = process_video(source, estimator, out=args.out, json=args.json, sinks=sinks,
                                   max_frames=args.max_frames, detect_every=args.detect_every,
-                                  drawing=drawing_of(args), live=live)
+                                  drawing=drawing_of(args), live=live, mot=args.mot, posetrack=args.posetrack,
+                                  tracking=tracking)
         except StreamInterrupted as interrupt:
             bar.close()
             raise Interrupted(f"after {interrupt.frames} frames; {_written(args, interrupt.frames)}") from None
@@ -155,7 +193,7 @@ def _report(args, stats, models_used):
 
 
 def _written(args, frames):
-    outputs = [str(p) for p in (args.out, args.json) if p is not None]
+    outputs = [str(p) for p in (args.out, args.json, args.mot, args.posetrack) if p is not None]
     if not outputs:
         return "nothing written"
     return f"wrote {' and '.join(outputs)} ({frames} frames)"

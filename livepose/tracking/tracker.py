@@ -17,7 +17,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from livepose.core.types import Detections, Poses
 from livepose.tracking import kalman
@@ -117,6 +116,8 @@ def assign(similarity, minimum):
     """Optimal one-to-one matches of an (A, B) similarity with every pair at least `minimum`.
 
     Returns (A', 2) int index pairs, unmatched rows, unmatched columns (both int arrays)."""
+    from scipy.optimize import linear_sum_assignment  # here: keeps `import livepose` light
+
     rows, cols = similarity.shape
     if rows == 0 or cols == 0:
         return np.zeros((0, 2), int), np.arange(rows), np.arange(cols)
