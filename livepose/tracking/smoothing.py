@@ -33,9 +33,23 @@ class OneEuroSettings:
 
 
 def smoothing_factor(cutoff, dt):
-    """The exponential smoothing weight of a first-order low-pass at `cutoff` Hz over `dt` seconds."""
-    tau = 1.0 / (2 * math.pi * cutoff) if np.isscalar(cutoff) else 1.0 / (2 * np.pi * np.asarray(cutoff))
+    """The exponential smoothing weight of a first-order low-pass at `cutoff` Hz over `dt` seconds
+    (arrays broadcast)."""
+    tau = 1.0 / (2 * np.pi * np.asarray(cutoff, dtype=np.float64))
     return 1.0 / (1.0 + tau / dt)
+
+
+def one_euro_step(value, previous, speed, dt, scale, settings):
+    """One step of the filter for many signals at once.
+
+    value, previous (filtered so far), speed (filtered derivative so far): arrays of one shape;
+    dt (seconds, > 0) and scale (speed unit, e.g. body height px) broadcast against them.
+    Returns (filtered value, filtered speed).
+    """
+    raw_speed = (value - previous) / dt
+    speed = speed + smoothing_factor(settings.d_cutoff, dt) * (raw_speed - speed)
+    cutoff = settings.min_cutoff + settings.beta * np.abs(speed) / np.maximum(scale, 1e-6)
+    return previous + smoothing_factor(cutoff, dt) * (value - previous), speed
 
 
 class OneEuroFilter:
@@ -43,25 +57,21 @@ class OneEuroFilter:
 
     def __init__(self, settings=OneEuroSettings()):
         self.settings = settings
-        self._value = self._speed = self._time = None
+        self.value = self.speed = self.time = None
 
     def reset(self):
-        self._value = self._speed = self._time = None
+        self.value = self.speed = self.time = None
 
     def __call__(self, value, timestamp, scale=1.0):
         """The filtered `value` at `timestamp` seconds; `scale` (e.g. body height, px) turns the
         speed into the units of beta. A repeated or earlier timestamp returns the last output."""
         value = np.asarray(value, dtype=np.float64)
-        if self._time is None:
-            self._value, self._speed, self._time = value.copy(), np.zeros_like(value), timestamp
+        if self.time is None:
+            self.value, self.speed, self.time = value.copy(), np.zeros_like(value), timestamp
             return value.copy()
-        dt = timestamp - self._time
+        dt = timestamp - self.time
         if dt <= 0:
-            return self._value.copy()
-        s = self.settings
-        raw_speed = (value - self._value) / dt
-        self._speed += smoothing_factor(s.d_cutoff, dt) * (raw_speed - self._speed)
-        cutoff = s.min_cutoff + s.beta * np.abs(self._speed) / max(scale, 1e-6)
-        self._value += smoothing_factor(cutoff, dt) * (value - self._value)
-        self._time = timestamp
-        return self._value.copy()
+            return self.value.copy()
+        self.value, self.speed = one_euro_step(value, self.value, self.speed, dt, scale, self.settings)
+        self.time = timestamp
+        return self.value.copy()

@@ -21,7 +21,7 @@ import numpy as np
 from livepose.core.types import Detections, Poses
 from livepose.tracking import kalman
 from livepose.tracking.cost import KEYPOINT_THRESHOLD, similarity_matrix
-from livepose.tracking.smoothing import OneEuroFilter, OneEuroSettings
+from livepose.tracking.smoothing import OneEuroSettings, one_euro_step
 
 # ByteTrack's split: 0.5 is "a person" for a YOLOX detector, 0.1 the floor below which boxes are noise
 HIGH_SCORE = 0.5
@@ -70,7 +70,7 @@ class TrackerSettings:
 class Track:
     """One person over time: Kalman state of the box, last pose, life-cycle state, smoothing."""
 
-    def __init__(self, box, box_score, keypoints, scores, timestamp, smoothing):
+    def __init__(self, box, box_score, keypoints, scores, timestamp):
         means, covariances = kalman.initiate(kalman.xyxy_to_cxcywh(box))
         self.mean, self.covariance = means[0], covariances[0]
         self.track_id, self.state, self.hits = 0, TENTATIVE, 1
@@ -78,8 +78,8 @@ class Track:
         self.box, self.box_score = np.asarray(box, np.float32), float(box_score)
         self.keypoints, self.scores = keypoints, scores
         self.updated_center = self.mean[:2].copy()
-        self.anchor = None
-        self.filter = OneEuroFilter(smoothing)   # reset with the track: a new person starts unfiltered
+        # One-Euro state, reset with the track: a new person starts unfiltered
+        self.anchor = self.filter_value = self.filter_speed = self.filter_time = None
 
     @property
     def predicted_box(self):
@@ -91,25 +91,41 @@ class Track:
         return self.keypoints + (self.mean[:2] - self.updated_center)
 
 
-def smooth_keypoints(track, keypoints, scores, timestamp):
-    """(K, 2) keypoints after One-Euro, filtered relative to the body's anchor.
+def smooth_keypoints(tracks, keypoints, scores, timestamp, settings):
+    """(M, K, 2) keypoints of M tracks after One-Euro, filtered relative to each body's anchor.
 
-    The anchor follows the mean motion of the joints confident in this and the previous pose
-    (so it neither jumps when a joint appears or vanishes nor lags: it carries no filter);
-    the filter then sees only the joints' motion relative to the body, where a walking person's
-    joints are nearly still, and smooths hard without the lag a filter on walking pixels has.
+    keypoints (M, K, 2), scores (M, K): this frame's raw poses of `tracks`. The anchor follows the
+    mean motion of the joints confident in this and the track's previous pose (so it neither jumps
+    when a joint appears or vanishes nor lags: it carries no filter); the filter then sees only the
+    joints' motion relative to the body, where a walking person's joints are nearly still, and
+    smooths hard without the lag a filter on walking pixels has.
     """
-    confident = scores >= KEYPOINT_THRESHOLD
-    if track.anchor is None:
-        chosen = confident if confident.any() else np.ones_like(confident)
-        track.anchor = keypoints[chosen].mean(axis=0)
-    else:
-        common = confident & (track.scores >= KEYPOINT_THRESHOLD)
-        shift = (keypoints[common] - track.keypoints[common]).mean(axis=0) if common.any() else \
-            track.mean[:2] - track.updated_center
-        track.anchor = track.anchor + shift
-    offsets = track.filter(keypoints - track.anchor, timestamp, scale=track.mean[3])
-    return (track.anchor + offsets).astype(np.float32)
+    confident = scores >= KEYPOINT_THRESHOLD                                          # (M, K)
+    previous = np.stack([t.keypoints for t in tracks])
+    common = confident & (np.stack([t.scores for t in tracks]) >= KEYPOINT_THRESHOLD)
+    count = common.sum(axis=1)[:, None]                                              # (M, 1)
+    moved = np.stack([t.mean[:2] - t.updated_center for t in tracks])
+    shift = np.where(count > 0, (np.where(common[..., None], keypoints - previous, 0).sum(axis=1)
+                                 / np.maximum(count, 1)), moved)
+    chosen = np.where(confident.any(axis=1, keepdims=True), confident, True)
+    fresh = (np.where(chosen[..., None], keypoints, 0).sum(axis=1) / chosen.sum(axis=1)[:, None])
+    anchors = np.stack([fresh[m] if t.anchor is None else t.anchor + shift[m] for m, t in enumerate(tracks)])
+    offsets = keypoints - anchors[:, None, :]                                         # (M, K, 2)
+    started = np.array([t.filter_time is not None and timestamp > t.filter_time for t in tracks])
+    out = offsets.copy()
+    if started.any():
+        live = [t for t, on in zip(tracks, started) if on]
+        dt = np.array([timestamp - t.filter_time for t in live])[:, None, None]
+        scale = np.array([t.mean[3] for t in live])[:, None, None]
+        out[started], speeds = one_euro_step(offsets[started], np.stack([t.filter_value for t in live]),
+                                             np.stack([t.filter_speed for t in live]), dt, scale, settings)
+    for m, track in enumerate(tracks):
+        if not started[m]:
+            track.filter_speed = np.zeros_like(offsets[m])
+        else:
+            track.filter_speed = speeds[int(started[:m].sum())]
+        track.anchor, track.filter_value, track.filter_time = anchors[m], out[m], timestamp
+    return (anchors[:, None, :] + out).astype(np.float32)
 
 
 def assign(similarity, minimum):
@@ -220,34 +236,39 @@ class Tracker:
 
     def _similarity(self, tracks, candidates, pose=True):
         """(T, D) similarity of tracks to candidate Poses or Detections."""
-        track_boxes = np.stack([t.predicted_box for t in tracks]) if tracks else np.zeros((0, 4))
-        if not (pose and self.settings.use_pose and isinstance(candidates, Poses)) or not tracks:
+        if not tracks or not len(candidates):
+            return np.zeros((len(tracks), len(candidates)))
+        means = np.stack([t.mean for t in tracks])
+        track_boxes = kalman.cxcywh_to_xyxy(means[:, :4])
+        if not (pose and self.settings.use_pose and isinstance(candidates, Poses)):
             return similarity_matrix(track_boxes, candidates.boxes)
-        track_pose = (np.stack([t.moved_keypoints() for t in tracks]), np.stack([t.scores for t in tracks]))
+        moved = np.stack([t.keypoints for t in tracks]) + (means[:, :2] - np.stack([t.updated_center for t in tracks]))[:, None]
+        track_pose = (moved, np.stack([t.scores for t in tracks]))
         return similarity_matrix(track_boxes, candidates.boxes, track_pose, (candidates.keypoints, candidates.scores))
 
     def _conclude(self, timestamp, matched, newborn):
         """Apply one frame's matches [(track, Poses, index)], age the rest, start `newborn` Poses
         (None on frames without detection); returns the Poses of the confirmed tracks seen."""
+        tracks = [track for track, _, _ in matched]
+        raw = np.stack([poses.keypoints[n] for _, poses, n in matched]) if matched else np.zeros((0, self.num_keypoints, 2))
+        scores = np.stack([poses.scores[n] for _, poses, n in matched]) if matched else np.zeros((0, self.num_keypoints))
         if matched:
             self._correct(matched)
-        seen = {id(track) for track, _, _ in matched}
+        shown = smooth_keypoints(tracks, raw, scores, timestamp, self.settings.smoothing) \
+            if self.settings.smooth and matched else raw
         records = []
-        for track, poses, n in matched:
-            raw = poses.keypoints[n]
+        for m, (track, poses, n) in enumerate(matched):
             track.box, track.box_score = poses.boxes[n], float(poses.box_scores[n])
-            keypoints = smooth_keypoints(track, raw, poses.scores[n], timestamp) if self.settings.smooth else raw
-            track.keypoints, track.scores, track.last_seen = raw, poses.scores[n], timestamp
+            track.keypoints, track.scores, track.last_seen = raw[m], scores[m], timestamp
             track.updated_center = track.mean[:2].copy()
             track.hits += 1
             if track.state == LOST or (track.state == TENTATIVE and track.hits >= self.settings.confirm_hits):
                 self._confirm(track)
             if track.state == CONFIRMED:
-                records.append((track.track_id, keypoints, track.scores, track.box, track.box_score))
-        self._age(timestamp, seen, detected=newborn is not None)
+                records.append((track.track_id, shown[m], track.scores, track.box, track.box_score))
+        self._age(timestamp, {id(track) for track in tracks}, detected=newborn is not None)
         if newborn is not None:
-            for n in range(len(newborn)):
-                self._start(timestamp, newborn, n, records)
+            self._start(timestamp, newborn, records)
         self.frames += 1
         return self._poses(records)
 
@@ -280,14 +301,18 @@ class Tracker:
             kept.append(track)
         self.tracks = kept
 
-    def _start(self, timestamp, poses, n, records):
-        track = Track(poses.boxes[n], poses.box_scores[n], poses.keypoints[n], poses.scores[n], timestamp,
-                      self.settings.smoothing)
-        self.tracks.append(track)
-        if self.frames == 0:  # nothing to confirm against on a run's first frame (ByteTrack does the same)
+    def _start(self, timestamp, poses, records):
+        """Tentative tracks for the unmatched confident Poses; on a run's first frame there is
+        nothing to confirm against, so they are confirmed and reported at once (as ByteTrack does)."""
+        born = [Track(poses.boxes[n], poses.box_scores[n], poses.keypoints[n], poses.scores[n], timestamp)
+                for n in range(len(poses))]
+        self.tracks.extend(born)
+        if self.frames > 0 or not born:
+            return
+        shown = smooth_keypoints(born, poses.keypoints, poses.scores, timestamp, self.settings.smoothing) \
+            if self.settings.smooth else poses.keypoints
+        for track, keypoints in zip(born, shown):
             self._confirm(track)
-            keypoints = smooth_keypoints(track, track.keypoints, track.scores, timestamp) if self.settings.smooth \
-                else track.keypoints
             records.append((track.track_id, keypoints, track.scores, track.box, track.box_score))
 
     def _poses(self, records):
