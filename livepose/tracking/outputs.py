@@ -65,7 +65,8 @@ class _CommittedFile:
 
 class MotWriter(_CommittedFile):
     """MOTChallenge results: `frame,id,x,y,w,h,score,-1,-1,-1` per tracked person and frame,
-    frames counted from 1 (py-motmetrics, TrackEval and the MOT devkit read it)."""
+    frames counted from 1 and, as in MOTChallenge's files, pixels too (the top-left pixel is
+    (1, 1): py-motmetrics subtracts 1 on loading), so TrackEval and the MOT devkit read it."""
 
     def __init__(self, path):
         super().__init__(path, "MOT output")
@@ -77,7 +78,8 @@ class MotWriter(_CommittedFile):
         if poses.track_ids is None:
             raise ValueError("MOT output: the poses carry no track ids (run the tracker)")
         for track_id, (x1, y1, x2, y2), score in zip(poses.track_ids, poses.boxes, poses.box_scores):
-            self._handle.write(f"{index + 1},{track_id},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{score:.4f},-1,-1,-1\n")
+            self._handle.write(f"{index + 1},{track_id},{x1 + 1:.2f},{y1 + 1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},"
+                               f"{score:.4f},-1,-1,-1\n")
 
 
 def posetrack_keypoints(keypoints, scores):
