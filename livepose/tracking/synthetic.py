@@ -69,30 +69,43 @@ class Scene:
     dropped: set = field(default_factory=set)
     seed: int = 0
 
+    score_noise: float = 0.0         # sigma of the detector score around each person's score
+
     def __iter__(self):
         """Yields (frame index, timestamp, Detections, Poses, truth) per frame not dropped; truth:
         (N,) index of the person behind each detection (and pose), in the same order."""
+        for index, t, detections, poses, truth, _, _ in self.frames_with_truth():
+            yield index, t, detections, poses, truth
+
+    def frames_with_truth(self):
+        """As __iter__, plus the ground truth of every visible person, detected or not: (M, 4)
+        boxes without noise and (M,) person indices."""
         rng = np.random.default_rng(self.seed)
         for index in range(self.frames):
             t = index / self.fps
             people = [(n, p) for n, p in enumerate(self.people) if p.visible(t)]
-            keypoints = [p.pose[0] * p.height + p.center(t) + rng.normal(0, self.keypoint_noise * p.height, (17, 2))
-                         for _, p in people]
+            clean = [p.pose[0] * p.height + p.center(t) for _, p in people]
+            keypoints = [k + rng.normal(0, self.keypoint_noise * p.height, (17, 2)) for k, (_, p) in zip(clean, people)]
             if index in self.dropped:
                 continue
             boxes = [self._box(k, p.pose[1], p.height, rng) for k, (_, p) in zip(keypoints, people)]
+            scores = np.array([p.score for _, p in people])
+            if self.score_noise > 0:
+                scores = np.clip(scores + rng.normal(0, self.score_noise, len(scores)), 0.01, 1.0)
             poses = Poses(np.array(keypoints).reshape(-1, 17, 2), np.array([p.pose[1] * 0.9 for _, p in people]).reshape(-1, 17),
-                          np.array(boxes).reshape(-1, 4), np.array([p.score for _, p in people]))
+                          np.array(boxes).reshape(-1, 4), scores)
             truth = np.array([n for n, _ in people], int)
-            if index in self.missed:
-                poses, truth = poses.select(np.zeros(0, int)), truth[:0]
-            yield index, t, Detections(poses.boxes, poses.box_scores), poses, truth
+            truth_boxes = np.array([self._box(k, p.pose[1], p.height, None) for k, (_, p) in zip(clean, people)]).reshape(-1, 4)
+            detected = np.ones(len(people), bool) if index not in self.missed else np.zeros(len(people), bool)
+            poses = poses.select(detected)
+            yield index, t, Detections(poses.boxes, poses.box_scores), poses, truth[detected], truth_boxes, truth
 
     def _box(self, keypoints, visible, height, rng):
         points = keypoints[visible > 0]
         center = (points.min(axis=0) + points.max(axis=0)) / 2
         half = (points.max(axis=0) - points.min(axis=0)) * BOX_MARGIN / 2
-        return np.concatenate([center - half, center + half]) + rng.normal(0, self.box_noise * height, 4)
+        noise = 0.0 if rng is None else rng.normal(0, self.box_noise * height, 4)
+        return np.concatenate([center - half, center + half]) + noise
 
 
 def pose_lookup(poses):
