@@ -146,6 +146,9 @@ def scenes(poses):
         "miss every 3rd": Scene(two, 100, missed={i for i in range(100) if i % 3 == 2}),
         "dropped frames": Scene([Person(p(0), (100, 300), (300, 0), 150.0), Person(p(1), (900, 310), (-300, 0), 150.0)],
                                 100, dropped=dropped),
+        # two people meet, overlap and both turn back: motion alone predicts them through each other
+        "meet, turn back": Scene([Person(p(0), (200, 300), (100, 0), 150.0, turn=1.6),
+                                  Person(p(1), (520, 300), (-100, 0), 150.0, turn=1.6)], 100),
         "crowd of 8": Scene(crowd, 500, box_noise=0.03, score_noise=0.2,
                             missed=set(rng.choice(500, 50, replace=False).tolist())),
     }
@@ -201,12 +204,15 @@ def load_mot_truth(path, frames):
 
 def video_table(args):
     from livepose.cli.common import DEFAULT_BOX_THRESHOLD
+    from livepose.tracking.tracker import LOW_SCORE
 
-    frames = video_frames(args.video, args.detector, args.max_frames, DEFAULT_BOX_THRESHOLD)
-    runners = {"livepose": LiveposeRun}
+    # what `livepose video` does by default: the detector down to the tracker's floor, new people
+    # from --box-threshold up; every tracker gets the same boxes
+    frames = video_frames(args.video, args.detector, args.max_frames, LOW_SCORE)
+    runners = {"livepose": lambda: LiveposeRun(TrackerSettings(high_score=DEFAULT_BOX_THRESHOLD, low_score=LOW_SCORE))}
     runners.update({name: (lambda factory=factory: PeerRun(factory)) for name, factory in peer_trackers().items()})
-    print(f"{args.video}: {len(frames)} frames, {sum(len(f[2]) for f in frames)} detections >= {DEFAULT_BOX_THRESHOLD} "
-          "(the CLI's default floor), the same for every tracker")
+    print(f"{args.video}: {len(frames)} frames, {sum(len(f[2]) for f in frames)} detections >= {LOW_SCORE} "
+          "(the CLI's floor when tracking), the same for every tracker")
     if args.gt:
         frames = load_mot_truth(args.gt, frames)
     for name, make in runners.items():

@@ -8,6 +8,7 @@ from pathlib import Path
 from livepose.core.decode import REFINEMENTS
 from livepose.runtime.backends import BACKEND_NAMES, PRECISIONS
 from livepose.runtime.model_files import POSE_SIZES
+from livepose.tracking.tracker import LOW_SCORE
 
 DEFAULT_BOX_THRESHOLD = 0.3   # detector score; YOLOX's own demo default
 DEFAULT_KPT_THRESHOLD = 0.3   # heatmap maximum below which a keypoint is a guess and is not drawn
@@ -38,7 +39,8 @@ def add_model_arguments(parser):
     group.add_argument("--no-fetch", action="store_true", help="never download models; fail when none is found")
     tuning = parser.add_argument_group("thresholds and decoding")
     tuning.add_argument("--box-threshold", type=float, default=DEFAULT_BOX_THRESHOLD,
-                        help=f"minimum detector score of a person (default {DEFAULT_BOX_THRESHOLD})")
+                        help=f"minimum detector score of a new person (default {DEFAULT_BOX_THRESHOLD}); when tracking, "
+                             f"boxes down to {LOW_SCORE} still follow people already tracked")
     tuning.add_argument("--kpt-threshold", type=float, default=DEFAULT_KPT_THRESHOLD,
                         help=f"minimum keypoint score to draw it (default {DEFAULT_KPT_THRESHOLD})")
     tuning.add_argument("--refine", choices=REFINEMENTS, default="quarter",
@@ -94,7 +96,8 @@ def tracking_of(args):
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"--{name.replace('_', '-')}: expected a positive number, got {value}")
     smoothing = OneEuroSettings(args.smooth_min_cutoff, args.smooth_beta, args.smooth_d_cutoff)
-    return TrackerSettings(max_lost_seconds=args.track_lost_seconds, smooth=args.smooth, smoothing=smoothing)
+    return TrackerSettings(high_score=args.box_threshold, low_score=min(args.box_threshold, LOW_SCORE),
+                           max_lost_seconds=args.track_lost_seconds, smooth=args.smooth, smoothing=smoothing)
 
 
 def check_thresholds(args):
@@ -122,8 +125,11 @@ def load_models(args):
 
     found = resolve_models(args.pose_model, args.detector, pose_size=args.pose_size,
                            fetch=not args.no_fetch, progress=not getattr(args, "no_progress", False))
+    # a tracked stream also takes boxes below --box-threshold, down to the tracker's floor: they only
+    # extend existing tracks (ByteTrack's second stage), never start one
+    floor = min(args.box_threshold, LOW_SCORE) if hasattr(args, "smooth") else args.box_threshold
     detector = PersonDetector(found.detector, backend=detector_backend(args.backend), layout=args.detector_layout,
-                              score_threshold=args.box_threshold)
+                              score_threshold=floor)
     try:
         estimator = PoseEstimator(found.pose_model, detector=detector, backend=args.backend,
                                   precision=args.precision, refine=args.refine)

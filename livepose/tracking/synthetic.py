@@ -37,7 +37,8 @@ def coco_poses(annotation_file, min_keypoints=15):
 @dataclass
 class Person:
     """A pose moving from `start` (x, y of the box centre, px) at `velocity` (px/s), `height` px
-    tall, visible during [appear, vanish) seconds except within `hidden` (start, end) intervals."""
+    tall, visible during [appear, vanish) seconds except within `hidden` (start, end) intervals;
+    at `turn` seconds they turn back (velocity reversed)."""
 
     pose: tuple
     start: tuple
@@ -47,9 +48,11 @@ class Person:
     vanish: float = float("inf")
     hidden: tuple = ()
     score: float = 0.9
+    turn: float = float("inf")
 
     def center(self, t):
-        return np.asarray(self.start, float) + np.asarray(self.velocity, float) * t
+        walked = min(t, self.turn) - max(t - self.turn, 0.0)
+        return np.asarray(self.start, float) + np.asarray(self.velocity, float) * walked
 
     def visible(self, t):
         return self.appear <= t < self.vanish and not any(a <= t < b for a, b in self.hidden)

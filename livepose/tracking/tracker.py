@@ -23,8 +23,10 @@ from livepose.tracking import kalman
 from livepose.tracking.cost import KEYPOINT_THRESHOLD, similarity_matrix
 from livepose.tracking.smoothing import OneEuroSettings, one_euro_step
 
-# ByteTrack's split: 0.5 is "a person" for a YOLOX detector, 0.1 the floor below which boxes are noise
-HIGH_SCORE = 0.5
+# ByteTrack's split: a confident box (a person: the CLI's --box-threshold, YOLOX's demo default
+# 0.3) may start a track; one down to 0.1 (ByteTrack's floor, below which boxes are noise) only
+# extends a track that is already there (a half-hidden person scores low)
+HIGH_SCORE = 0.3
 LOW_SCORE = 0.1
 # ByteTrack's gates as similarities: 1 - its match_thresh 0.8 (stage 1), 0.5 (stage 2), 0.7 (tentative)
 MATCH_SIMILARITY = 0.2
@@ -101,15 +103,15 @@ def smooth_keypoints(tracks, keypoints, scores, timestamp, settings):
     smooths hard without the lag a filter on walking pixels has.
     """
     confident = scores >= KEYPOINT_THRESHOLD                                          # (M, K)
-    previous = np.stack([t.keypoints for t in tracks])
-    common = confident & (np.stack([t.scores for t in tracks]) >= KEYPOINT_THRESHOLD)
+    previous = np.array([t.keypoints for t in tracks])
+    common = confident & (np.array([t.scores for t in tracks]) >= KEYPOINT_THRESHOLD)
     count = common.sum(axis=1)[:, None]                                              # (M, 1)
-    moved = np.stack([t.mean[:2] - t.updated_center for t in tracks])
+    moved = np.array([t.mean[:2] - t.updated_center for t in tracks])
     shift = np.where(count > 0, (np.where(common[..., None], keypoints - previous, 0).sum(axis=1)
                                  / np.maximum(count, 1)), moved)
     chosen = np.where(confident.any(axis=1, keepdims=True), confident, True)
     fresh = (np.where(chosen[..., None], keypoints, 0).sum(axis=1) / chosen.sum(axis=1)[:, None])
-    anchors = np.stack([fresh[m] if t.anchor is None else t.anchor + shift[m] for m, t in enumerate(tracks)])
+    anchors = np.array([fresh[m] if t.anchor is None else t.anchor + shift[m] for m, t in enumerate(tracks)])
     offsets = keypoints - anchors[:, None, :]                                         # (M, K, 2)
     started = np.array([t.filter_time is not None and timestamp > t.filter_time for t in tracks])
     out = offsets.copy()
@@ -117,8 +119,8 @@ def smooth_keypoints(tracks, keypoints, scores, timestamp, settings):
         live = [t for t, on in zip(tracks, started) if on]
         dt = np.array([timestamp - t.filter_time for t in live])[:, None, None]
         scale = np.array([t.mean[3] for t in live])[:, None, None]
-        out[started], speeds = one_euro_step(offsets[started], np.stack([t.filter_value for t in live]),
-                                             np.stack([t.filter_speed for t in live]), dt, scale, settings)
+        out[started], speeds = one_euro_step(offsets[started], np.array([t.filter_value for t in live]),
+                                             np.array([t.filter_speed for t in live]), dt, scale, settings)
     for m, track in enumerate(tracks):
         if not started[m]:
             track.filter_speed = np.zeros_like(offsets[m])
@@ -142,7 +144,9 @@ def assign(similarity, minimum):
     row_index, col_index = linear_sum_assignment(cost)
     keep = similarity[row_index, col_index] >= minimum
     pairs = np.stack([row_index[keep], col_index[keep]], axis=1)
-    return pairs, np.setdiff1d(np.arange(rows), pairs[:, 0]), np.setdiff1d(np.arange(cols), pairs[:, 1])
+    free_rows, free_cols = np.ones(rows, bool), np.ones(cols, bool)
+    free_rows[pairs[:, 0]], free_cols[pairs[:, 1]] = False, False
+    return pairs, np.flatnonzero(free_rows), np.flatnonzero(free_cols)
 
 
 class Tracker:
@@ -170,8 +174,8 @@ class Tracker:
         if not self.tracks:
             return
         dt = np.array([max(timestamp - track.time, 0.0) for track in self.tracks])
-        means, covariances = kalman.predict(np.stack([t.mean for t in self.tracks]),
-                                            np.stack([t.covariance for t in self.tracks]), dt)
+        means, covariances = kalman.predict(np.array([t.mean for t in self.tracks]),
+                                            np.array([t.covariance for t in self.tracks]), dt)
         for track, mean, covariance in zip(self.tracks, means, covariances):
             track.mean, track.covariance, track.time = mean, covariance, timestamp
 
@@ -210,10 +214,10 @@ class Tracker:
         tracks = self.active
         if not tracks:
             return Detections.empty(), []
-        predicted = np.stack([t.predicted_box for t in tracks])
+        predicted = np.array([t.predicted_box for t in tracks])
         if self.settings.use_pose:
-            moved = np.stack([t.moved_keypoints() for t in tracks])
-            predicted = boxes_from_poses(moved, np.stack([t.scores for t in tracks]), predicted)
+            moved = np.array([t.moved_keypoints() for t in tracks])
+            predicted = boxes_from_poses(moved, np.array([t.scores for t in tracks]), predicted)
         return Detections(predicted, np.array([t.box_score for t in tracks])), tracks
 
     def follow(self, timestamp, tracks, poses):
@@ -238,20 +242,20 @@ class Tracker:
         """(T, D) similarity of tracks to candidate Poses or Detections."""
         if not tracks or not len(candidates):
             return np.zeros((len(tracks), len(candidates)))
-        means = np.stack([t.mean for t in tracks])
+        means = np.array([t.mean for t in tracks])
         track_boxes = kalman.cxcywh_to_xyxy(means[:, :4])
         if not (pose and self.settings.use_pose and isinstance(candidates, Poses)):
             return similarity_matrix(track_boxes, candidates.boxes)
-        moved = np.stack([t.keypoints for t in tracks]) + (means[:, :2] - np.stack([t.updated_center for t in tracks]))[:, None]
-        track_pose = (moved, np.stack([t.scores for t in tracks]))
+        moved = np.array([t.keypoints for t in tracks]) + (means[:, :2] - np.array([t.updated_center for t in tracks]))[:, None]
+        track_pose = (moved, np.array([t.scores for t in tracks]))
         return similarity_matrix(track_boxes, candidates.boxes, track_pose, (candidates.keypoints, candidates.scores))
 
     def _conclude(self, timestamp, matched, newborn):
         """Apply one frame's matches [(track, Poses, index)], age the rest, start `newborn` Poses
         (None on frames without detection); returns the Poses of the confirmed tracks seen."""
         tracks = [track for track, _, _ in matched]
-        raw = np.stack([poses.keypoints[n] for _, poses, n in matched]) if matched else np.zeros((0, self.num_keypoints, 2))
-        scores = np.stack([poses.scores[n] for _, poses, n in matched]) if matched else np.zeros((0, self.num_keypoints))
+        raw = np.array([poses.keypoints[n] for _, poses, n in matched]) if matched else np.zeros((0, self.num_keypoints, 2))
+        scores = np.array([poses.scores[n] for _, poses, n in matched]) if matched else np.zeros((0, self.num_keypoints))
         if matched:
             self._correct(matched)
         shown = smooth_keypoints(tracks, raw, scores, timestamp, self.settings.smoothing) \
@@ -275,9 +279,9 @@ class Tracker:
     def _correct(self, matched):
         """Kalman update of the matched tracks with their measured boxes, in one batch."""
         tracks = [track for track, _, _ in matched]
-        boxes = kalman.xyxy_to_cxcywh(np.stack([poses.boxes[n] for _, poses, n in matched]))
-        means, covariances = kalman.update(np.stack([t.mean for t in tracks]),
-                                           np.stack([t.covariance for t in tracks]), boxes)
+        boxes = kalman.xyxy_to_cxcywh(np.array([poses.boxes[n] for _, poses, n in matched]))
+        means, covariances = kalman.update(np.array([t.mean for t in tracks]),
+                                           np.array([t.covariance for t in tracks]), boxes)
         for track, mean, covariance in zip(tracks, means, covariances):
             track.mean, track.covariance = mean, covariance
 

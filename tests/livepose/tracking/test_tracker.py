@@ -100,11 +100,11 @@ def test_dropped_frames_on_a_live_source_are_predicted_by_time(poses):
 def test_a_low_score_box_extends_a_track_but_never_starts_one():
     tracker = Tracker(TrackerSettings())
     box = np.array([[100, 100, 150, 250]], float)
-    out = tracker.update(0.0, Detections(box, [0.3]))
+    out = tracker.update(0.0, Detections(box, [0.2]))
     assert len(out) == 0 and not tracker.tracks
     assert len(tracker.update(0.04, Detections(box, [0.9]))) == 0  # tentative
     assert tracker.update(0.08, Detections(box, [0.9])).track_ids.tolist() == [1]  # confirmed
-    out = tracker.update(0.12, Detections(box + 2, [0.3]))  # half hidden: it scores low
+    out = tracker.update(0.12, Detections(box + 2, [0.2]))  # half hidden: it scores low
     assert out.track_ids.tolist() == [1]
 
 
@@ -118,8 +118,8 @@ def test_the_pose_network_gets_no_crop_for_a_low_score_box_that_matches_nothing(
     tracker = Tracker(TrackerSettings())
     person, stray = [100, 100, 150, 250], [400, 100, 450, 250]
     tracker.update(0.0, Detections(np.array([person]), [0.9]), estimate)  # first frame: confirmed at once
-    tracker.update(0.04, Detections(np.array([person, stray]), [0.3, 0.2]), estimate)
-    assert calls == [[0.9], [0.3]]  # the person's low box got a pose, the stray one did not
+    tracker.update(0.04, Detections(np.array([person, stray]), [0.25, 0.2]), estimate)
+    assert calls == [[0.9], [0.25]]  # the person's low box got a pose, the stray one did not
 
 
 def _blank_poses(detections):
