@@ -28,12 +28,12 @@ def test_jsonl_mot_and_posetrack_of_a_real_video_read_back(tmp_path, models):  #
     assert np.allclose(table.iloc[0][["X", "Y"]].tolist(), (x, y), atol=0.02)
 
 
-def test_mot_alone_is_a_valid_output_and_no_smooth_says_so(tmp_path, models):  # noqa: F811
+def test_mot_or_posetrack_alone_is_a_valid_output_and_no_smooth_says_so(tmp_path, models):  # noqa: F811
     demo = shared_path("videos", "mmpose_demo.mp4")
-    result = livepose(tmp_path, "video", demo, "--posetrack", tmp_path / "p.json", "--no-smooth", *models)
+    result = livepose(tmp_path, "video", demo, "--posetrack", tmp_path / "p.json", "--no-smooth", "--max-frames", 2, *models)
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "p.json").read_text())["livepose"]["smoothed"] is False
-    result = livepose(tmp_path, "video", demo, "--mot", tmp_path / "t.txt", *models)
+    result = livepose(tmp_path, "video", demo, "--mot", tmp_path / "t.txt", "--max-frames", 2, *models)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "t.txt").read_text().strip()
 
