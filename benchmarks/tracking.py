@@ -174,19 +174,29 @@ def synthetic_table():
               f"  ID switches {int(sum(r['num_switches'] for r in rows))}")
 
 
-def video_frames(video, detector_path, max_frames, floor):
-    """[(index, t, Detections, None, truth boxes, truth ids)] of a video by YOLOX-Nano (truth empty)."""
+def video_frames(video, detector_path, max_frames, floor, cache=None):
+    """[(index, t, Detections, None, truth boxes, truth ids)] of a video by YOLOX-Nano (truth empty);
+    `cache`: an .npz keeping the detections between runs (the detector is the slow part)."""
     from livepose.runtime.detector import PersonDetector
     from livepose.stream.sources import VideoSource
 
+    if cache and Path(cache).is_file():
+        stored = np.load(cache)
+        counts = np.cumsum(np.concatenate([[0], stored["counts"]]))
+        return [(i, float(t), Detections(stored["boxes"][a:b], stored["scores"][a:b]), None, np.zeros((0, 4)),
+                 np.zeros(0, int)) for i, (t, a, b) in enumerate(zip(stored["times"], counts[:-1], counts[1:]))]
     detector = PersonDetector(detector_path, score_threshold=floor)
     source = VideoSource(video)
     try:
-        return [(f.index, f.timestamp, detector(f.image), None, np.zeros((0, 4)), np.zeros(0, int))
-                for f in source.frames(max_frames)]
+        frames = [(f.index, f.timestamp, detector(f.image), None, np.zeros((0, 4)), np.zeros(0, int))
+                  for f in source.frames(max_frames)]
     finally:
         source.release()
         detector.close()
+    if cache:
+        np.savez(cache, times=[f[1] for f in frames], counts=[len(f[2]) for f in frames],
+                 boxes=np.concatenate([f[2].boxes for f in frames]), scores=np.concatenate([f[2].scores for f in frames]))
+    return frames
 
 
 def load_mot_truth(path, frames):
@@ -208,7 +218,7 @@ def video_table(args):
 
     # what `livepose video` does by default: the detector down to the tracker's floor, new people
     # from --box-threshold up; every tracker gets the same boxes
-    frames = video_frames(args.video, args.detector, args.max_frames, LOW_SCORE)
+    frames = video_frames(args.video, args.detector, args.max_frames, LOW_SCORE, args.cache)
     runners = {"livepose": lambda: LiveposeRun(TrackerSettings(high_score=DEFAULT_BOX_THRESHOLD, low_score=LOW_SCORE))}
     runners.update({name: (lambda factory=factory: PeerRun(factory)) for name, factory in peer_trackers().items()})
     print(f"{args.video}: {len(frames)} frames, {sum(len(f[2]) for f in frames)} detections >= {LOW_SCORE} "
@@ -276,6 +286,7 @@ def main():
     video.add_argument("--gt", help="MOTChallenge ground truth (gt.txt)")
     video.add_argument("--detector", default=str(REPO.parent / "shared" / "data" / "models" / "yolox_nano.onnx"))
     video.add_argument("--max-frames", type=int)
+    video.add_argument("--cache", help="an .npz to keep the detections in between runs")
     args = parser.parse_args()
     {"synthetic": synthetic_table, "cost": cost_table, "smoothing": smoothing_figures,
      "video": lambda: video_table(args)}[args.command]()
