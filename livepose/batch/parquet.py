@@ -1,7 +1,7 @@
 """Poses as Parquet: one file per video, one row per person and frame, a fixed schema.
 
 Columns: video (string, the batch key), frame (int32), timestamp (float64, seconds), person
-(int16, index within the frame), track_id (int64, null until tracking fills it), box_x1, box_y1,
+(int16, index within the frame), track_id (int64, nullable: null for untracked poses), box_x1, box_y1,
 box_x2, box_y2, box_score (float32, frame pixels), then for each COCO-17 keypoint NAME:
 NAME_x, NAME_y, NAME_score (float32). Frames with nobody have no row, so the file's metadata
 holds `livepose.frames` (frames processed), `livepose.fps` and `livepose.schema_version`.

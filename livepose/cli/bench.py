@@ -7,6 +7,7 @@ from livepose.cli.common import (
     add_model_arguments,
     drawing_of,
     load_models,
+    tracking_of,
 )
 from livepose.stream.bench import DEFAULT_MAX_FRAMES, DEFAULT_WARMUP
 
@@ -35,13 +36,15 @@ def run(args):
 
     # user errors surface before the (slow) model loading
     check_settings(args.max_frames, args.warmup, args.detect_every)
+    tracking = tracking_of(args)
     check_readable_file(args.video, "video")
     if args.json is not None:
         check_writable(args.json, "JSON output")
     estimator, _ = load_models(args)  # the report names the models itself
     try:
         result = benchmark_video(args.video, estimator, max_frames=args.max_frames, detect_every=args.detect_every,
-                                 warmup=args.warmup, out=args.out, drawing=drawing_of(args))
+                                 warmup=args.warmup, out=args.out, drawing=drawing_of(args),
+                                 tracking=tracking)
     finally:
         estimator.close()
         estimator.detector.close()

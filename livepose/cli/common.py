@@ -1,5 +1,6 @@
 """What several subcommands share: the model and drawing flags, loading the models they name,
 and running a video or camera stream into the outputs the flags ask for."""
+import argparse
 import sys
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 from livepose.core.decode import REFINEMENTS
 from livepose.runtime.backends import BACKEND_NAMES, PRECISIONS
 from livepose.runtime.model_files import POSE_SIZES
+from livepose.tracking.tracker import LOW_SCORE
 
 DEFAULT_BOX_THRESHOLD = 0.3   # detector score; YOLOX's own demo default
 DEFAULT_KPT_THRESHOLD = 0.3   # heatmap maximum below which a keypoint is a guess and is not drawn
@@ -37,7 +39,8 @@ def add_model_arguments(parser):
     group.add_argument("--no-fetch", action="store_true", help="never download models; fail when none is found")
     tuning = parser.add_argument_group("thresholds and decoding")
     tuning.add_argument("--box-threshold", type=float, default=DEFAULT_BOX_THRESHOLD,
-                        help=f"minimum detector score of a person (default {DEFAULT_BOX_THRESHOLD})")
+                        help=f"minimum detector score of a new person (default {DEFAULT_BOX_THRESHOLD}); when tracking, "
+                             f"boxes down to {LOW_SCORE} still follow people already tracked")
     tuning.add_argument("--kpt-threshold", type=float, default=DEFAULT_KPT_THRESHOLD,
                         help=f"minimum keypoint score to draw it (default {DEFAULT_KPT_THRESHOLD})")
     tuning.add_argument("--refine", choices=REFINEMENTS, default=None,
@@ -54,14 +57,49 @@ def add_stream_outputs(parser):
     parser.add_argument("--json", type=Path, metavar="F.jsonl",
                         help="poses as JSON Lines: one line per frame {frame, timestamp, persons}; F.jsonl "
                              "appears when the run ends, '-' writes the lines to stdout as they come")
+    parser.add_argument("--mot", type=Path, metavar="F.txt",
+                        help="person box tracks in MOTChallenge format (frame,id,x,y,w,h,score,-1,-1,-1)")
+    parser.add_argument("--posetrack", type=Path, metavar="F.json",
+                        help="pose tracks as PoseTrack18 JSON (images, annotations with track_id)")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     add_detect_every(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def add_detect_every(parser):
+    from livepose.tracking.smoothing import BETA, D_CUTOFF, MIN_CUTOFF
+    from livepose.tracking.tracker import MAX_LOST_SECONDS
+
     parser.add_argument("--detect-every", type=int, default=1, metavar="N",
-                        help="run the detector every N frames; in between, boxes follow the previous poses (default 1)")
+                        help="run the detector every N frames; in between, each tracked person's box follows its "
+                             "motion and last pose (default 1)")
+    group = parser.add_argument_group("tracking and smoothing")
+    group.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,
+                       help="One-Euro smoothing of the keypoints (default on; --no-smooth writes the raw keypoints)")
+    group.add_argument("--smooth-min-cutoff", type=float, default=MIN_CUTOFF, metavar="HZ",
+                       help=f"One-Euro cutoff of a still joint (default {MIN_CUTOFF})")
+    group.add_argument("--smooth-beta", type=float, default=BETA, metavar="B",
+                       help=f"One-Euro cutoff rise per body height per second (default {BETA})")
+    group.add_argument("--smooth-d-cutoff", type=float, default=D_CUTOFF, metavar="HZ",
+                       help=f"One-Euro cutoff of the speed estimate (default {D_CUTOFF})")
+    group.add_argument("--track-lost-seconds", type=float, default=MAX_LOST_SECONDS, metavar="S",
+                       help=f"how long an unseen person keeps their id (default {MAX_LOST_SECONDS})")
+
+
+def tracking_of(args):
+    """TrackerSettings from the flags; ValueError naming the flag for a bad value."""
+    import math
+
+    from livepose.tracking.smoothing import OneEuroSettings
+    from livepose.tracking.tracker import TrackerSettings
+
+    for name in ("smooth_min_cutoff", "smooth_beta", "smooth_d_cutoff", "track_lost_seconds"):
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"--{name.replace('_', '-')}: expected a positive number, got {value}")
+    smoothing = OneEuroSettings(args.smooth_min_cutoff, args.smooth_beta, args.smooth_d_cutoff)
+    return TrackerSettings(high_score=args.box_threshold, low_score=min(args.box_threshold, LOW_SCORE),
+                           max_lost_seconds=args.track_lost_seconds, smooth=args.smooth, smoothing=smoothing)
 
 
 def check_thresholds(args):
@@ -89,8 +127,11 @@ def load_models(args):
 
     found = resolve_models(args.pose_model, args.detector, pose_size=args.pose_size,
                            fetch=not args.no_fetch, progress=not getattr(args, "no_progress", False))
+    # a tracked stream also takes boxes below --box-threshold, down to the tracker's floor: they only
+    # extend existing tracks (ByteTrack's second stage), never start one
+    floor = min(args.box_threshold, LOW_SCORE) if hasattr(args, "smooth") else args.box_threshold
     detector = PersonDetector(found.detector, backend=detector_backend(args.backend), layout=args.detector_layout,
-                              score_threshold=args.box_threshold)
+                              score_threshold=floor)
     try:
         estimator = PoseEstimator(found.pose_model, detector=detector, backend=args.backend,
                                   precision=args.precision, refine=args.refine)
@@ -114,7 +155,9 @@ def run_stream_command(args, source, preview, live):
 
     if args.detect_every < 1:
         raise ValueError(f"--detect-every: expected a positive integer, got {args.detect_every}")
-    for output, what in ((args.out, "output video"), (args.json, "JSON output")):
+    tracking = tracking_of(args)
+    for output, what in ((args.out, "output video"), (args.json, "JSON output"), (args.mot, "MOT output"),
+                         (args.posetrack, "PoseTrack output")):
         if output is not None and str(output) != "-":
             check_writable(output, what)
     with ExitStack() as stack:
@@ -135,7 +178,8 @@ def run_stream_command(args, source, preview, live):
             with naming_detector(estimator):
                 stats = process_video(source, estimator, out=args.out, json=args.json, sinks=sinks,
                                       max_frames=args.max_frames, detect_every=args.detect_every,
-                                      drawing=drawing_of(args), live=live)
+                                      drawing=drawing_of(args), live=live, mot=args.mot, posetrack=args.posetrack,
+                                      tracking=tracking)
         except StreamInterrupted as interrupt:
             raise Interrupted(f"after {interrupt.frames} frames; {_written(args, interrupt.frames)}") from None
     _report(args, stats, models_used)
@@ -172,7 +216,8 @@ def _report(args, stats, models_used):
 
 
 def _written(args, frames):
-    outputs = ["stdout" if str(p) == "-" else str(p) for p in (args.json, args.out) if p is not None]
+    outputs = ["stdout" if str(p) == "-" else str(p) for p in (args.json, args.mot, args.posetrack, args.out)
+               if p is not None]
     if not outputs:
         return "nothing written"
     if frames == 0:

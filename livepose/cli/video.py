@@ -22,13 +22,17 @@ def run(args):
     from livepose.stream.sources import VideoSource
 
     check_thresholds(args)
-    if args.out is None and args.json is None and not args.preview:
-        raise ValueError("video: nothing to write; give --out OUT.mp4 and/or --json F.jsonl")
-    for output in (args.out, args.json):
+    outputs = {"--out": args.out, "--json": args.json, "--mot": args.mot, "--posetrack": args.posetrack}
+    if all(path is None for path in outputs.values()) and not args.preview:
+        raise ValueError("video: nothing to write; give --out OUT.mp4, --json F.jsonl, --mot F.txt and/or --posetrack F.json")
+    for output in outputs.values():
         if _same_file(output, args.input):
             raise ValueError(f"output {output}: is the input video; choose another name")
-    if _same_file(args.out, args.json):
-        raise ValueError(f"--out and --json: both are {args.out}; choose two names")
+    named = [(flag, path) for flag, path in outputs.items() if path is not None]
+    for position, (flag, path) in enumerate(named):
+        for other_flag, other in named[position + 1:]:
+            if _same_file(path, other):
+                raise ValueError(f"{flag} and {other_flag}: both are {path}; choose two names")
     # a video is processed frame by frame, also from a URL; `webcam --camera URL` drops stale frames
     return run_stream_command(args, VideoSource(args.input), preview=args.preview, live=False)
 

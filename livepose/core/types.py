@@ -51,13 +51,17 @@ class Poses:
     """Keypoints of N persons in frame pixels.
 
     keypoints (N, K, 2) float32 x, y; scores (N, K) float32 heatmap maxima;
-    boxes (N, 4) x1, y1, x2, y2 and box_scores (N,) from the detector.
+    boxes (N, 4) x1, y1, x2, y2 and box_scores (N,) from the detector;
+    track_ids (N,) int64 positive ids from a tracker (None when untracked);
+    smoothed: whether the keypoints were temporally smoothed (raw heatmap positions when False).
     """
 
     keypoints: np.ndarray
     scores: np.ndarray
     boxes: np.ndarray
     box_scores: np.ndarray
+    track_ids: np.ndarray = None
+    smoothed: bool = False
 
     def __post_init__(self):
         keypoints = _as(self.keypoints, np.float32, (None, None, 2), "keypoints")
@@ -66,6 +70,11 @@ class Poses:
         object.__setattr__(self, "scores", _as(self.scores, np.float32, (n, k), "scores"))
         object.__setattr__(self, "boxes", _as(self.boxes, np.float32, (n, 4), "boxes"))
         object.__setattr__(self, "box_scores", _as(self.box_scores, np.float32, (n,), "box_scores"))
+        if self.track_ids is not None:
+            ids = _as(self.track_ids, np.int64, (n,), "track_ids")
+            if (ids < 1).any():
+                raise ValueError(f"track_ids: expected positive integers, got {ids.tolist()}")
+            object.__setattr__(self, "track_ids", ids)
 
     @classmethod
     def empty(cls, num_keypoints=17):
@@ -83,10 +92,20 @@ class Poses:
     def num_keypoints(self):
         return self.keypoints.shape[1]
 
+    def select(self, index):
+        """The persons picked by an index array, slice or boolean mask, ids and flag kept."""
+        ids = None if self.track_ids is None else self.track_ids[index].reshape(-1)
+        return Poses(self.keypoints[index].reshape(-1, self.num_keypoints, 2),
+                     self.scores[index].reshape(-1, self.num_keypoints), self.boxes[index].reshape(-1, 4),
+                     np.atleast_1d(self.box_scores[index]), ids, self.smoothed)
+
     def to_dicts(self):
-        """Plain-python records, one per person: box, box_score and K x (x, y, score)."""
+        """Plain-python records, one per person: track_id (when tracked), box, box_score and
+        K x (x, y, score)."""
+        ids = [None] * len(self) if self.track_ids is None else self.track_ids.tolist()
         return [
             {
+                **({} if track_id is None else {"track_id": int(track_id)}),
                 "box": [round(float(v), 2) for v in box],
                 "box_score": round(float(box_score), 4),
                 "keypoints": [
@@ -94,5 +113,6 @@ class Poses:
                     for (x, y), s in zip(kps, scores)
                 ],
             }
-            for kps, scores, box, box_score in zip(self.keypoints, self.scores, self.boxes, self.box_scores)
+            for kps, scores, box, box_score, track_id in zip(self.keypoints, self.scores, self.boxes,
+                                                              self.box_scores, ids)
         ]

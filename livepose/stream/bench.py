@@ -16,6 +16,7 @@ from pathlib import Path
 from livepose.stream.pipeline import STAGES
 from livepose.stream.run import Drawing, process_video
 from livepose.stream.sources import VideoSource
+from livepose.tracking.tracker import TrackerSettings
 
 DEFAULT_MAX_FRAMES = 200  # ~20 s of a 10 fps clip: long enough for stable medians, short enough to rerun
 DEFAULT_WARMUP = 3        # frames run before timing: the first calls compile kernels and allocate
@@ -76,11 +77,12 @@ def _cpu_count():
 
 
 def benchmark_video(video, estimator, max_frames=DEFAULT_MAX_FRAMES, detect_every=1,
-                    warmup=DEFAULT_WARMUP, out=None, drawing=Drawing()):
+                    warmup=DEFAULT_WARMUP, out=None, drawing=Drawing(), tracking=TrackerSettings()):
     """Run `livepose video`'s stream over the first `max_frames` frames of `video` and measure it.
 
     estimator: a PoseEstimator with its detector (a PersonDetector). The annotated video is encoded to `out`
     (an .mp4/.avi path) or to a temporary file that is deleted, so encoding is timed as in real use.
+    tracking: TrackerSettings as `livepose video` tracks (None: untracked).
     Returns a BenchResult.
     """
     check_settings(max_frames, warmup, detect_every)
@@ -97,7 +99,7 @@ def benchmark_video(video, estimator, max_frames=DEFAULT_MAX_FRAMES, detect_ever
     with tempfile.TemporaryDirectory(prefix="livepose-bench-") as scratch:
         target = Path(out) if out else Path(scratch) / "bench.mp4"
         stats = process_video(source, estimator, out=target, max_frames=max_frames, detect_every=detect_every,
-                              drawing=drawing, live=False)
+                              drawing=drawing, live=False, tracking=tracking)
     pose_seconds = stats.stages_ms.get("pose", 0.0) * stats.frames / 1000.0
     return BenchResult(
         fps=round(stats.fps, 3),

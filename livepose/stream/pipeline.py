@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from livepose.files import signals_deferred
 from livepose.timing import timed
 
-STAGES = ("read", "detect", "crop", "pose", "decode", "draw", "write")
+STAGES = ("read", "detect", "crop", "pose", "decode", "track", "draw", "write")
 _POLL_S = 0.05      # how often a blocked stage re-checks the stop flag
 _JOIN_S = 5.0       # how long shutdown waits for a stage thread (a source stuck in a blocking read)
 _END = object()     # end-of-stream marker passed down the queues

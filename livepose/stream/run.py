@@ -13,6 +13,7 @@ import time
 import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from livepose.stream.pipeline import run_pipeline
 from livepose.stream.sinks import JsonlWriter
 from livepose.stream.sources import Frame, VideoSource, VideoWriter
 from livepose.timing import timed
+from livepose.tracking.outputs import MotWriter, PoseTrackWriter
+from livepose.tracking.tracker import TrackerSettings
+from livepose.tracking.work import TrackAndPose
 
 FPS_SMOOTHING = 0.9  # exponential moving average of the frame rate shown on the output
 TRUNCATION_TOLERANCE, TRUNCATION_TOLERANCE_FRAMES = 0.05, 2  # decoded vs announced frames, see _check_count
@@ -97,8 +101,9 @@ def run_stream(frames, work, sinks=(), live=False, fps=None, drawing=Drawing(), 
 
     frames: an iterable of Frame objects or of (H, W, 3) uint8 BGR arrays (numbered from 0 and
     stamped index / fps when `fps` is given, else with seconds since the start).
-    work: a PoseEstimator (with its detector), or any callable (image, times) -> Poses such as
-    DetectAndPose; it runs on the pipeline's inference thread.
+    work: a PoseEstimator (with its detector: tracked, see as_work), or any callable
+    (image, times) -> Poses such as TrackAndPose (given `timestamp=` too when it has
+    `uses_timestamps`) or DetectAndPose; it runs on the pipeline's inference thread.
     sinks: callables sink(FrameResult), run on this thread in frame order. Attributes they may
     have: `needs_canvas` (the drawing is made once per frame for all of them), `output` (a file:
     a frame goes to all outputs or to none, Ctrl-C held back in between), `stage` (the name their
@@ -124,21 +129,27 @@ def run_stream(frames, work, sinks=(), live=False, fps=None, drawing=Drawing(), 
         _call_sinks(others, result)
 
     stream = frames if isinstance(frames, _FrameStream) else _FrameStream(frames, fps)
+    if getattr(work, "uses_timestamps", False):  # a tracker predicts by seconds, not frame counts
+        infer = lambda frame, times: work(frame.image, times, timestamp=frame.timestamp)  # noqa: E731
+    else:
+        infer = lambda frame, times: work(frame.image, times)  # noqa: E731
     try:
-        stats = run_pipeline(stream, lambda frame, times: work(frame.image, times), sink_all,
-                             queue_size=queue_size, live=live)
+        stats = run_pipeline(stream, infer, sink_all, queue_size=queue_size, live=live)
     except KeyboardInterrupt:
         raise StreamInterrupted(counts["frames"], counts["persons"]) from None
-    runs = work.detections_run if isinstance(work, DetectAndPose) else None
+    runs = getattr(work, "detections_run", None)
     return StreamStats(stats.frames, counts["persons"], stats.seconds, stats.dropped, stats.stages_ms, runs)
 
 
-def as_work(work, detect_every=1):
-    """Per-frame work: a PoseEstimator becomes DetectAndPose with its own detector (run every
-    `detect_every` frames); a callable (image, times) -> Poses is used as it is."""
+def as_work(work, detect_every=1, tracking=TrackerSettings()):
+    """Per-frame work: a PoseEstimator becomes TrackAndPose (ids, smoothing; `tracking` its
+    TrackerSettings) or, with tracking=None, DetectAndPose, with its own detector run every
+    `detect_every` frames; a callable (image, times) -> Poses is used as it is."""
     if hasattr(work, "estimate"):
         if work.detector is None:
             raise ValueError("work: the PoseEstimator has no detector; give it one (detector=...) to process a stream")
+        if tracking is not None:
+            return TrackAndPose(work.detector, work, detect_every, tracking)
         return DetectAndPose(work.detector, work, detect_every)
     if not callable(work):
         raise TypeError(f"work: expected a PoseEstimator or a callable (image, times) -> Poses, got {type(work).__name__}")
@@ -197,24 +208,30 @@ class _FrameStream:
 
 
 def process_video(source, work, out=None, json=None, sinks=(), max_frames=None, detect_every=1,
-                  drawing=Drawing(), live=None):
+                  drawing=Drawing(), live=None, mot=None, posetrack=None, tracking=TrackerSettings()):
     """Poses of everyone in a video file, stream URL or camera; returns StreamStats.
 
     source: a path, URL, camera index or an opened VideoSource (released on the way out);
     work: a PoseEstimator with its detector (run every `detect_every` frames, boxes following the
     poses in between) or a callable as in run_stream; out: annotated video to write (.mp4, .avi,
-    ...); json: poses as JSON Lines; sinks: more sinks after those two (preview, progress, a
-    callback); live: drop stale frames (default: True for cameras and streams).
+    ...); json: poses as JSON Lines; mot / posetrack: box tracks in MOTChallenge format /
+    PoseTrack18 JSON; sinks: more sinks after those (preview, progress, a callback); live: drop
+    stale frames (default: True for cameras and streams); tracking: TrackerSettings, or None for
+    untracked poses (no ids: no mot / posetrack).
     """
     source = source if isinstance(source, VideoSource) else VideoSource(source)
     with ExitStack() as stack:
         stack.callback(source.release)
         live = source.live if live is None else live
-        work = as_work(work, detect_every)
-        # committed in this order: the poses first, then the video (see files.commit_outputs)
+        work = as_work(work, detect_every, tracking)
+        # committed in this order: the poses first, then the tracks, then the video (see files.commit_outputs)
         outputs = stack.enter_context(outputs_committed([]))
         if json is not None:
             outputs.append(JsonlWriter(json))
+        if mot is not None:
+            outputs.append(MotWriter(mot))
+        if posetrack is not None:
+            outputs.append(PoseTrackWriter(posetrack, video_name=Path(str(source.name)).stem))
         if out is not None:
             outputs.append(VideoWriter(out, source.fps, source.size))
         frames = source.live_reader() if live else source.frames(max_frames)

@@ -25,8 +25,10 @@ from livepose.files import (
 
 
 def frame_record(index, timestamp, poses):
-    """The JSONL record of one frame: {frame, timestamp, persons: [{box, box_score, keypoints}]}."""
-    return {"frame": int(index), "timestamp": round(float(timestamp), 4), "persons": poses.to_dicts()}
+    """The JSONL record of one frame: {frame, timestamp, smoothed, persons: [{track_id, box,
+    box_score, keypoints}]}; smoothed says whether the keypoints went through the One-Euro filter."""
+    return {"frame": int(index), "timestamp": round(float(timestamp), 4), "smoothed": bool(poses.smoothed),
+            "persons": poses.to_dicts()}
 
 
 class JsonlWriter:

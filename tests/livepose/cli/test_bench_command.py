@@ -7,7 +7,7 @@ import pytest
 from tests.conftest import shared_path
 
 KEYS = {"fps", "frames", "persons_per_frame", "crops_per_s", "peak_rss_mb", "stages_ms", "backend", "precision", "model"}
-STAGES = {"read", "detect", "crop", "pose", "decode", "draw", "write"}
+STAGES = {"read", "detect", "crop", "pose", "decode", "track", "draw", "write"}
 
 
 def bench_args(argv):

@@ -102,7 +102,7 @@ def test_frames_with_nobody_give_empty_records(tmp_path, models):
     make_video(empty_room, 6, value=128)
     result = livepose(tmp_path, "video", empty_room, "--out", tmp_path / "out.avi", "--json", tmp_path / "p.jsonl", *models)
     assert result.returncode == 0, result.stderr
-    assert read_jsonl(tmp_path / "p.jsonl") == [{"frame": i, "timestamp": round(i / 10, 4), "persons": []} for i in range(6)]
+    assert read_jsonl(tmp_path / "p.jsonl") == [{"frame": i, "timestamp": round(i / 10, 4), "smoothed": True, "persons": []} for i in range(6)]
     assert decoded_frames(tmp_path / "out.avi") == (6, (96, 128))
 
 
