@@ -61,9 +61,11 @@ def run(args):
           file=sys.stderr)
     result = quantize_pose_model(job, crops)
     note = result.note
-    summary = (f"mean OKS vs f32 {note['validation_mean_oks']:.4f}" if note["accuracy_checked"]
-               else f"random weights, heatmap relative error {note['heatmap_rel_error']:.2e} (accuracy not checked)")
-    summary += (f"; {note['int8_mac_fraction']:.0%} of the convolution work INT8; "
+    summary = (f"mean OKS vs f32 {note['validation_mean_oks']:.4f}" if note["validation_mean_oks"] is not None
+               else f"random weights, heatmap relative error {note['heatmap_rel_error']:.2e}")
+    if not note["accuracy_checked"]:
+        summary += " (accuracy not checked: NNCF did not choose the f32 layers)"
+    summary += (f"; {note['int8_mac_fraction']:.1%} of the convolution work INT8; "
                 f"kept f32: {', '.join(note['kept_f32']) or 'none'}")
     if not result.passed:
         what = "written anyway (--force)" if result.written else "not written (--force writes it)"

@@ -36,13 +36,16 @@ class QuantizeError(ValueError):
 class QuantizeJob:
     """pose_path: the f32 livepose model; out_path: the INT8 model to write; max_drop: the largest
     mean-OKS drop vs f32 allowed (0..1); max_reverts: at most this many groups of layers go back to
-    f32 (NNCF ranks every group once, then reverts one per step); force: write a result that misses the bar."""
+    f32 (NNCF ranks every group once, then reverts one per step); force: write a result that misses the bar;
+    keep_head_f32: None lets NNCF decide (trained weights; random ones keep the head's last 2 layers
+    f32), N keeps exactly the head's last N layers f32 without accuracy control (for comparisons)."""
 
     pose_path: Path
     out_path: Path
     max_drop: float = DEFAULT_MAX_DROP
     force: bool = False
     max_reverts: int = DEFAULT_MAX_REVERTS
+    keep_head_f32: int | None = None
 
     def __post_init__(self):
         if not 0.0 <= self.max_drop < 1.0:
@@ -80,7 +83,8 @@ def quantize_pose_model(job, crops):
     scorer = _OksOnOpenVino(crops.validation, meta)
     try:
         scorer.reference = scorer.heatmaps(model)
-        quantized = _quantize(nncf, model, crops, scorer, job, meta.trained)
+        controlled = meta.trained and job.keep_head_f32 is None
+        quantized = _quantize(nncf, model, crops, scorer, job, controlled)
         agreement = compare_heatmaps(scorer.reference, scorer.heatmaps(quantized), meta)
     finally:
         scorer.close()
@@ -89,15 +93,15 @@ def quantize_pose_model(job, crops):
     int8_fraction = sum(macs[name] for name in int8 if name in macs) / sum(macs.values())
     note = {
         "precision": "int8",
-        "method": "NNCF quantize_with_accuracy_control (QDQ), scored by mean OKS vs f32 on OpenVINO"
-                  if meta.trained else f"NNCF quantize (QDQ), random weights: last {RANDOM_WEIGHTS_KEEP_F32} head layers f32",
+        "method": "NNCF quantize_with_accuracy_control (QDQ), scored by mean OKS vs f32 on OpenVINO" if controlled
+                  else f"NNCF quantize (QDQ), last {_head_count(job)} head layers f32 (no accuracy control)",
         "nncf": nncf.__version__,
         "source": Path(job.pose_path).name,
         "source_sha256": sha256_of(job.pose_path),
         "calibration": crops.source,
         "calibration_crops": len(crops.calibration),
         "validation_crops": len(crops.validation),
-        "accuracy_checked": bool(meta.trained),
+        "accuracy_checked": bool(controlled),
         "max_drop": job.max_drop,
         "validation_mean_oks": agreement.mean_oks,
         "heatmap_rel_error": agreement.heatmap_rel_error,
@@ -111,11 +115,16 @@ def quantize_pose_model(job, crops):
     return QuantizeResult(note, passed=not reason, written=written, reason=reason)
 
 
-def _quantize(nncf, model, crops, scorer, job, trained):
+def _head_count(job):
+    return RANDOM_WEIGHTS_KEEP_F32 if job.keep_head_f32 is None else job.keep_head_f32
+
+
+def _quantize(nncf, model, crops, scorer, job, controlled):
     calibration = nncf.Dataset(list(crops.calibration[:, None]), lambda crop: {"image": crop})
     common = dict(preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(crops.calibration))
-    if not trained:
-        return nncf.quantize(model, calibration, ignored_scope=nncf.IgnoredScope(names=head_layers(model)), **common)
+    if not controlled:
+        kept = head_layers(model, _head_count(job))
+        return nncf.quantize(model, calibration, ignored_scope=nncf.IgnoredScope(names=kept) if kept else None, **common)
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
     # items are indices into the validation crops; the scorer batches them itself
