@@ -108,7 +108,7 @@ def quantize_pose_model(job, crops):
         "kept_f32": sorted(name for name in macs if name not in int8),
         "int8_mac_fraction": round(int8_fraction, 4),
     }
-    reason = _missed_bar(note, meta.trained)
+    reason = _missed_bar(note, meta.trained, controlled)
     written = not reason or job.force
     if written:
         _write(quantized, model, meta, note, job.out_path)
@@ -135,12 +135,13 @@ def _quantize(nncf, model, crops, scorer, job, controlled):
             max_num_iterations=job.max_reverts, num_ranking_workers=1), **common)
 
 
-def _missed_bar(note, trained):
-    """Why the result is not good enough, or "" when it is."""
+def _missed_bar(note, trained, controlled):
+    """Why the result is not good enough, or "" when it is. The INT8 share is NNCF's choice only
+    under accuracy control; a fixed scope keeps what it was told to."""
     if trained and note["validation_mean_oks"] < 1.0 - note["max_drop"]:
         return (f"mean OKS vs f32 {note['validation_mean_oks']:.4f} on {note['validation_crops']} validation crops is "
                 f"below {1.0 - note['max_drop']:.4f} (--max-drop {note['max_drop']})")
-    if note["int8_mac_fraction"] < MIN_INT8_MAC_FRACTION:
+    if controlled and note["int8_mac_fraction"] < MIN_INT8_MAC_FRACTION:
         return (f"only {note['int8_mac_fraction']:.0%} of the convolution work stayed INT8 (at least "
                 f"{MIN_INT8_MAC_FRACTION:.0%} makes INT8 worth running) to stay within --max-drop {note['max_drop']}")
     return ""

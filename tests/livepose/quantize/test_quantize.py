@@ -151,3 +151,9 @@ def test_bad_input_is_one_line_exit_2(case, tiny_trained, tmp_path, yolox_nano):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], result.stderr
     assert not (tmp_path / "tiny-int8.onnx").exists() and not list(tmp_path.glob("*-int8.onnx"))
+
+
+def test_fetch_models_int8_needs_a_calibration_video(tmp_path):
+    result = livepose(tmp_path, "fetch-models", "--int8")
+    assert result.returncode == 2 and "--int8 and --calib-video V go together" in result.stderr
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())  # nothing fetched
