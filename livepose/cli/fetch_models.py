@@ -38,10 +38,10 @@ def run(args):
         print(f"livepose: {kind}: {path}", file=sys.stderr)
     if not args.int8:
         return 0
-    from livepose.cli import quantize
+    from livepose.cli.quantize import run as quantize
     from livepose.quantize import DEFAULT_MAX_DROP, DEFAULT_MAX_REVERTS
 
-    return quantize.run(argparse.Namespace(
+    return quantize(argparse.Namespace(
         pose=paths["pose model"], calib_video=args.calib_video, calib_images=None, calib_coco=None,
         detector=paths["detector"], detector_layout=None, no_fetch=True, max_drop=DEFAULT_MAX_DROP,
         max_reverts=DEFAULT_MAX_REVERTS, out=None, force=False))
