@@ -143,3 +143,17 @@ def test_naming_the_int8_file_runs_it(f32_with_sibling):
     opened = open_model(sibling)
     with opened.backend:
         assert opened.path == sibling and opened.precision == "int8"
+
+
+def test_openvino_keeps_compiled_models_in_the_user_cache(tiny, tmp_path, monkeypatch):
+    pytest.importorskip("openvino")
+    from livepose.runtime.backends.openvino import OpenVinoBackend
+    from livepose.runtime.model_files import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    with OpenVinoBackend(tiny, cache=False):
+        pass
+    assert not (tmp_path / "cache" / "openvino").exists() or not list((tmp_path / "cache" / "openvino").iterdir())
+    with OpenVinoBackend(tiny):
+        pass
+    assert list((tmp_path / "cache" / "openvino").glob("*.blob")), "a compiled blob for the next start"
