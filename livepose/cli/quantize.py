@@ -55,8 +55,8 @@ def run(args):
     meta = read_onnx_metadata(args.pose)  # a model without livepose metadata is refused here, with the fix
     job = QuantizeJob(args.pose, args.out or int8_sibling(args.pose), args.max_drop, args.force, args.max_reverts)
     check_writable(job.out_path, "--out")
-    import_nncf()  # the missing extra is named before the crops are cut
-    crops = calibration_set(args, meta)
+    crops = calibration_set(args, meta)  # a few seconds; importing nncf (and torch, where installed) takes longer
+    import_nncf()
     print(f"livepose quantize: {crops.source} ({len(crops.calibration)} calibrate, {len(crops.validation)} validate)",
           file=sys.stderr)
     result = quantize_pose_model(job, crops)
