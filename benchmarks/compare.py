@@ -7,8 +7,10 @@ Contenders (each runs in its own process, one after another, `--rounds` times in
 from other programs hits all of them alike; the table shows medians, ratios are taken within a round):
 
 - livepose ONNX Runtime f32, OpenVINO f32, OpenVINO bf16 (only where the CPU lists BF16), and
-  OpenVINO INT8 (where --int8-model exists: make it with benchmarks/quantize_int8.py): the full
-  streaming pipeline as `livepose bench` runs it (read, detect, crop, pose, decode, draw, encode).
+  the product INT8 path: the f32 model with `--backend auto`, which runs NAME-int8.onnx beside it
+  on OpenVINO (made first with `livepose quantize --calib-video` when missing); plus any
+  --int8-model variants (benchmarks/quantize_int8.py --keep-f32 N): the full streaming pipeline
+  as `livepose bench` runs it (read, detect, crop, pose, decode, draw, encode).
 - the tutorial's way: the same PoseNet in Paddle dygraph, one crop per call, no pipelining, the same
   detector boxes; given --tutorial-threads threads (default: all cores; its thread count alone
   moves the ratio about 1.5x, so it is printed).
@@ -51,7 +53,7 @@ def worker_livepose(spec):
 
     detector = PersonDetector(spec["detector"], backend=spec["backend"])
     with PoseEstimator(spec["pose_model"], detector=detector, backend=spec["backend"],
-                       precision=spec["precision"]) as estimator:
+                       precision=spec["precision"], int8=spec.get("int8", False)) as estimator:
         result = benchmark_video(spec["video"], estimator, max_frames=spec["frames"], warmup=3)
     detector.close()
     crops = result.persons_per_frame * result.frames
@@ -192,13 +194,16 @@ def contenders(args):
                                                 "backend": "openvino", "precision": "bf16"}))
     else:
         skipped.append(("livepose openvino bf16", "this CPU has no BF16 support"))
-    for int8_model in args.int8_model:
+    runs.append(("livepose auto int8 (product path: NAME-int8.onnx)", {
+        **base, "kind": "livepose", "pose_model": str(args.pose_model), "backend": "auto", "precision": None,
+        "int8": True, "expect": "int8"}))
+    for int8_model in args.int8_model or []:
         label = f"livepose openvino int8 ({int8_model.stem})"
         if int8_model.is_file():
             runs.append((label, {**base, "kind": "livepose", "pose_model": str(int8_model),
                                  "backend": "openvino", "precision": "f32"}))
         else:
-            skipped.append((label, f"no INT8 model at {int8_model} (benchmarks/quantize_int8.py)"))
+            skipped.append((label, f"no INT8 model at {int8_model} (benchmarks/quantize_int8.py --keep-f32 N)"))
     runs.append((f"tutorial: Paddle dygraph, 1 crop/call, {args.tutorial_threads} threads",
                  {**base, "kind": "tutorial", "config": args.config, "threads": args.tutorial_threads}))
     if args.yolo_pose and args.yolo_pose.is_file():
@@ -209,6 +214,17 @@ def contenders(args):
     return runs, skipped
 
 
+def make_int8_sibling(args):
+    """NAME-int8.onnx beside the f32 model, by `livepose quantize` on the benchmark video, unless there."""
+    from livepose.runtime.open_model import int8_sibling
+
+    if int8_sibling(args.pose_model).is_file():
+        return
+    print(f"making {int8_sibling(args.pose_model)} with livepose quantize ...", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "livepose", "quantize", "--pose", str(args.pose_model), "--calib-video",
+                    str(args.video), "--detector", str(args.detector), "--no-fetch"], check=True, cwd=REPO)
+
+
 def run_worker(spec, scratch, threads):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     spec = {**spec, "scratch": str(scratch)}
@@ -216,7 +232,10 @@ def run_worker(spec, scratch, threads):
                             text=True, env=env, cwd=REPO)
     if result.returncode != 0:
         raise RuntimeError(f"{spec['kind']} worker failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    if spec.get("expect") and figures.get("precision") != spec["expect"]:
+        raise RuntimeError(f"expected the {spec['expect']} model to run, got {figures.get('precision')}:\n{result.stderr[-2000:]}")
+    return figures
 
 
 def main(argv=None):
@@ -226,7 +245,7 @@ def main(argv=None):
     parser.add_argument("--config", default="r50-256x192", help="pose model config (also the tutorial's network)")
     parser.add_argument("--pose-model", type=Path, help="f32 pose ONNX (default: a random-weight export in the cache)")
     parser.add_argument("--int8-model", type=Path, nargs="+",
-                        help="INT8 QDQ ONNX files, e.g. made with different --keep-f32 (default: <pose model>-int8.onnx)")
+                        help="more INT8 QDQ ONNX files to compare, e.g. benchmarks/quantize_int8.py --keep-f32 2")
     parser.add_argument("--yolo-pose", type=Path, help="YOLO11n-pose ONNX (default: yolo11n-pose.onnx in the cache)")
     parser.add_argument("--frames", type=int, default=30, help="frames per contender per round")
     parser.add_argument("--rounds", type=int, default=3)
@@ -248,8 +267,7 @@ def main(argv=None):
             print(f"exporting a random-weight {args.config} to {args.pose_model} ...", file=sys.stderr)
             subprocess.run([sys.executable, "-m", "train", "export", "--config", args.config, "--out",
                             str(args.pose_model)], check=True, cwd=REPO, capture_output=True)
-    if args.int8_model is None:
-        args.int8_model = [args.pose_model.with_name(args.pose_model.stem + "-int8.onnx")]
+    make_int8_sibling(args)
     if args.yolo_pose is None:
         args.yolo_pose = cache / "yolo11n-pose.onnx"
     from livepose.stream.bench import machine_info

@@ -7,6 +7,7 @@
   livepose fetch-models [--from DIR] [--pose-size 256x192|384x288]
   livepose export-detector yolo11n.pt
   livepose build-engine --pose M.onnx [--detector D.onnx] [--fp16]
+  livepose quantize --pose M.onnx --calib-video V   (INT8 for the CPU)
   livepose bench video.avi [--backend openvino --precision bf16]
 
 User errors (a missing file, a dead camera, an unusable model) print one line and exit with 2;
@@ -26,6 +27,7 @@ from livepose.cli import (
     export_detector,
     fetch_models,
     image,
+    quantize,
     video,
     webcam,
 )
@@ -34,7 +36,7 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 # Each subcommand is a module with NAME, HELP, DESCRIPTION, add_arguments(parser) and run(args);
 # a new subcommand is a new module added here.
-SUBCOMMANDS = (video, webcam, image, batch, fetch_models, export_detector, build_engine, bench)
+SUBCOMMANDS = (video, webcam, image, batch, fetch_models, quantize, export_detector, build_engine, bench)
 
 
 def build_parser():

@@ -34,6 +34,9 @@ def add_model_arguments(parser):
                        help=f"compute precision, one of {', '.join(PRECISIONS)} where the runtime runs it (OpenVINO: "
                             "f32, and f16/bf16 on CPUs that have them; ONNX Runtime: f32; an engine: its own). "
                             "Default: f32. INT8 is not a precision setting: it comes from an INT8 model file")
+    group.add_argument("--no-int8", action="store_true",
+                       help="keep the f32 pose model even where an INT8 sibling NAME-int8.onnx (`livepose quantize`) "
+                            "would be picked (auto: OpenVINO on a CPU with VNNI or AMX)")
     group.add_argument("--pose-size", choices=POSE_SIZES, default=None,
                        help="input size (H x W) of the pose model to look for or fetch (default 256x192)")
     group.add_argument("--no-fetch", action="store_true", help="never download models; fail when none is found")
@@ -134,7 +137,7 @@ def load_models(args):
                               score_threshold=floor)
     try:
         estimator = PoseEstimator(found.pose_model, detector=detector, backend=args.backend,
-                                  precision=args.precision, refine=args.refine)
+                                  precision=args.precision, refine=args.refine, int8=not args.no_int8)
     except BaseException:
         detector.close()
         raise

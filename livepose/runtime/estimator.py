@@ -21,17 +21,18 @@ class PoseEstimator:
 
     pose_model: a livepose pose model (ONNX with `livepose` metadata, or a TensorRT .engine with its
     sidecar); detector: a PersonDetector, a detector model path, or None (then `estimate` needs
-    detections). backend / precision / num_threads / max_batch: see runtime.open_model.
+    detections). backend / precision / num_threads / max_batch / int8: see runtime.open_model.
     refine: heatmap sub-pixel refinement ("quarter", "dark", "none"), None: the one for the model's
     target encoding (DEFAULT_REFINE); crops and warp-back always follow that encoding, so a model is
     never decoded another way than it was trained. box_threshold: detections scoring below it get no pose.
     """
 
     def __init__(self, pose_model, detector=None, backend="auto", precision=None, refine=None,
-                 box_threshold=0.0, max_batch=None, num_threads=None, detector_layout=None):
+                 box_threshold=0.0, max_batch=None, num_threads=None, detector_layout=None, int8=True):
         if refine is not None and refine not in REFINEMENTS:
             raise ValueError(f"refine: expected one of {REFINEMENTS}, got {refine!r}")
-        opened = open_model(pose_model, "pose", backend, precision=precision, num_threads=num_threads, max_batch=max_batch)
+        opened = open_model(pose_model, "pose", backend, precision=precision, num_threads=num_threads,
+                            max_batch=max_batch, int8=int8)
         self.backend, self.meta, self.model_path = opened.backend, opened.meta, opened.path
         self.precision = opened.precision  # int8 for a quantised model file
         self.refine = refine or DEFAULT_REFINE[self.meta.target_encoding]

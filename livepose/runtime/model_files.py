@@ -17,6 +17,7 @@ from pathlib import Path
 
 from livepose.core.metadata import METADATA_KEY, read_onnx_metadata_props
 from livepose.files import check_readable_file
+from livepose.runtime.open_model import INT8_SUFFIX
 
 CACHE_ENV = "LIVEPOSE_CACHE"              # the user cache folder, instead of ~/.cache/livepose
 ENGINES_ENV = "LIVEPOSE_ENGINES"          # the engines folder, instead of <checkout>/engines and ./engines
@@ -117,7 +118,8 @@ def find_pose_model(folders, pose_size=None):
             path = folder / pose_model_name(size)
             if path.is_file():
                 return path
-        for path in sorted(folder.glob("*.onnx")):
+        # an f32 model before its INT8 sibling: open_model swaps in the sibling itself, --no-int8 keeps f32
+        for path in sorted(folder.glob("*.onnx"), key=lambda p: (p.stem.endswith(INT8_SUFFIX), p.name)):
             if not path.name.startswith("yolo") and _is_pose_model(path):
                 return path
     return None

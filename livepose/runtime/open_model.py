@@ -3,9 +3,15 @@
 A model is an ONNX file, or a TensorRT engine NAME.engine (beside NAME.onnx, described by
 NAME.engine.json). `--backend auto` takes the engine when one is there and runs here, else
 OpenVINO, else ONNX Runtime on the ONNX; each runtime passed over is logged with the reason. The
-file is checked once, here, and named in every error. A pose model's description
+file is checked once, here, and named in every error.
+
+INT8: where auto picks OpenVINO on a CPU with INT8 dot-product instructions (VNNI, AMX),
+NAME-int8.onnx beside NAME.onnx (`livepose quantize`) runs instead when its metadata says it was
+made from this very NAME.onnx (SHA-256); one log line says so, `int8=False` (--no-int8) keeps f32.
+ONNX Runtime never takes it automatically: its INT8 kernels are slower than its f32 ones here. A pose model's description
 (PoseModelMeta) is read before the (slow) load, so a model without one fails at once.
 """
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +22,7 @@ from livepose.core.metadata import (
     PoseModelMeta,
     read_onnx_metadata_props,
 )
+from livepose.files import sha256_of
 from livepose.runtime.backends import BackendUnavailable, backend_class
 from livepose.runtime.detector_layout import (
     DetectorLayout,
@@ -28,6 +35,8 @@ log = logging.getLogger(__name__)
 KINDS = ("pose", "detector")
 ENGINE_SUFFIX = ".engine"
 CPU_BACKENDS = ("openvino", "onnxruntime")
+INT8_SUFFIX = "-int8"  # NAME.onnx -> NAME-int8.onnx
+_INT8_CPU_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # /proc/cpuinfo names
 
 
 @dataclass(frozen=True)
@@ -58,13 +67,30 @@ def detector_backend(pose_backend):
     return pose_backend if pose_backend in CPU_BACKENDS else "auto"
 
 
-def open_model(path, kind="pose", backend="auto", precision=None, num_threads=None, max_batch=None, layout=None):
+def int8_sibling(path):
+    """NAME.onnx -> NAME-int8.onnx beside it."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}{INT8_SUFFIX}{path.suffix}")
+
+
+@functools.cache
+def cpu_runs_int8_fast():
+    """Whether this CPU has INT8 dot-product instructions (VNNI or AMX): where INT8 pays."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:  # not Linux: unknown, so f32
+        return False
+    return any(flag in flags for flag in _INT8_CPU_FLAGS)
+
+
+def open_model(path, kind="pose", backend="auto", precision=None, num_threads=None, max_batch=None, layout=None,
+               int8=True):
     """Open a pose model or person detector file; returns an OpenedModel.
 
     backend: "auto" or a name from backends.BACKEND_NAMES; precision: None (the runtime's f32, an
     engine's own) or one the runtime runs here (else PrecisionUnsupported); max_batch: the largest
     batch one call takes (runtimes with a dynamic batch); layout: a detector's output layout where
-    the file does not say (see detector_layout).
+    the file does not say (see detector_layout); int8: False keeps an f32 pose model's INT8 sibling out.
     """
     if kind not in KINDS:
         raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
@@ -81,6 +107,8 @@ def open_model(path, kind="pose", backend="auto", precision=None, num_threads=No
     if backend not in ("auto", "tensorrt"):
         backend_class(backend)  # an unknown name is refused before any file is read
     _check_file(onnx_path, what)
+    if kind == "pose" and backend == "auto" and int8 and precision in (None, "f32"):
+        onnx_path, backend = _int8_choice(onnx_path)
     props = read_onnx_metadata_props(onnx_path)
     meta = _pose_meta(props, onnx_path) if kind == "pose" else None
     runtime = _open_onnx(onnx_path, backend, options)
@@ -92,6 +120,31 @@ def _check_file(path, what):
         raise FileNotFoundError(f"{what} {path}: no such file")
     if path.stat().st_size == 0:
         raise ValueError(f"{what} {path}: file is empty (0 bytes)")
+
+
+def _int8_choice(onnx_path):
+    """(the ONNX to open, the backend) for auto: the INT8 sibling on OpenVINO where it applies."""
+    sibling = int8_sibling(onnx_path)
+    if not sibling.is_file() or not cpu_runs_int8_fast():
+        return onnx_path, "auto"
+    try:
+        backend_class("openvino")
+    except BackendUnavailable:
+        return onnx_path, "auto"
+    try:
+        note = _pose_meta(read_onnx_metadata_props(sibling), sibling).extra.get("quantization", {})
+    except (ModelMetadataError, ValueError) as error:
+        log.warning("not using INT8 model %s: %s", sibling, error)
+        return onnx_path, "auto"
+    if note.get("source_sha256") != sha256_of(onnx_path):
+        log.warning("not using INT8 model %s: it was made from another f32 model than %s (SHA-256 differs); "
+                    "run `livepose quantize --pose %s` again", sibling, onnx_path.name, onnx_path)
+        return onnx_path, "auto"
+    oks = note.get("validation_mean_oks")
+    checked = f"mean OKS {oks:.4f} vs f32" if oks is not None else "accuracy not checked: random weights"
+    log.warning("using INT8 model %s on OpenVINO (made from %s, %s); --no-int8 keeps f32", sibling.name,
+                onnx_path.name, checked)
+    return sibling, "openvino"
 
 
 def _try_engine(engine_path, kind, what, options, layout, fall_back):

@@ -9,10 +9,18 @@ Batch policy: a model with a dynamic batch dimension is compiled once with N bou
 recompilation (reshape + compile per N would take hundreds of ms). Performance hint LATENCY: the
 estimator makes one synchronous request per frame, and THROUGHPUT's extra streams only help
 several requests in flight.
+
+Start-up: compiled models are cached in the user cache folder (openvino/ under
+model_files.cache_dir()), so the second start of the same model skips most of the compilation;
+OpenVINO keys the cache on the model, the device and the settings.
 """
+import logging
+
 import openvino
 
 from livepose.runtime.backends import Backend
+
+log = logging.getLogger(__name__)
 
 # OPTIMIZATION_CAPABILITIES entries that say a precision runs natively (our names are also
 # OpenVINO's element type names for INFERENCE_PRECISION_HINT)
@@ -25,6 +33,18 @@ def _dims(partial_shape):
     return tuple(d.get_length() if d.is_static else None for d in partial_shape)
 
 
+def _use_compiled_model_cache(core):
+    from livepose.runtime.model_files import cache_dir
+
+    folder = cache_dir() / "openvino"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a read-only home: start slower, but start
+        log.info("not caching compiled models in %s: %s", folder, error.strerror)
+        return
+    core.set_property({"CACHE_DIR": str(folder)})
+
+
 class OpenVinoBackend(Backend):
     name = "openvino"
     device = "CPU"
@@ -35,10 +55,13 @@ class OpenVinoBackend(Backend):
         capabilities = openvino.Core().get_property(cls.device, "OPTIMIZATION_CAPABILITIES")
         return tuple(name for name, capability in _CAPABILITY.items() if capability in capabilities)
 
-    def __init__(self, model_path, precision="f32", num_threads=None, max_batch=64):
+    def __init__(self, model_path, precision="f32", num_threads=None, max_batch=64, cache=True):
+        """cache: keep the compiled model in the user cache (False for one-off candidates)."""
         self.check_precision(precision, model_path)
         device = self.device
         core = openvino.Core()
+        if cache:
+            _use_compiled_model_cache(core)
         try:
             model = core.read_model(str(model_path))
         except Exception as error:  # OpenVINO raises a generic RuntimeError for unreadable files

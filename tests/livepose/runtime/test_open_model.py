@@ -7,7 +7,12 @@ import pytest
 from livepose.core.metadata import ModelMetadataError
 from livepose.runtime.backends import PrecisionUnsupported
 from livepose.runtime.detector_layout import DetectorLayoutError
-from livepose.runtime.open_model import detector_backend, open_model
+from livepose.runtime.open_model import (
+    cpu_runs_int8_fast,
+    detector_backend,
+    int8_sibling,
+    open_model,
+)
 from tiny_pose_model import tiny_pose_meta, write_tiny_pose_onnx
 
 
@@ -79,3 +84,76 @@ def test_the_detector_follows_an_explicit_cpu_runtime_only():
 def test_an_unknown_detector_layout_is_refused_by_name(tiny):
     with pytest.raises(DetectorLayoutError, match="tiny.onnx: unknown output layout"):
         open_model(tiny, "detector", backend="onnxruntime")
+
+
+# ---------------------------------------------------------------- the INT8 sibling NAME-int8.onnx
+
+def _write_sibling(f32_path, source_sha256):
+    """NAME-int8.onnx beside f32_path: the same network, its metadata naming the f32 file it came from."""
+    from livepose.files import sha256_of
+
+    model = onnx.load(str(f32_path))
+    meta = tiny_pose_meta()
+    note = {"precision": "int8", "source_sha256": source_sha256 or sha256_of(f32_path), "validation_mean_oks": 0.995}
+    model.metadata_props[0].value = type(meta)(**{**meta.to_dict(), "extra": {"quantization": note}}).to_json()
+    sibling = int8_sibling(f32_path)
+    onnx.save(model, str(sibling))
+    return sibling
+
+
+@pytest.fixture
+def f32_with_sibling(tmp_path):
+    pytest.importorskip("openvino")
+    if not cpu_runs_int8_fast():
+        pytest.skip("this CPU has no VNNI / AMX: auto never picks INT8 here")
+    f32 = write_tiny_pose_onnx(tmp_path / "tiny.onnx")
+    return f32, _write_sibling(f32, None)
+
+
+def test_auto_runs_the_int8_sibling_on_openvino_and_says_so(f32_with_sibling, caplog):
+    f32, sibling = f32_with_sibling
+    with caplog.at_level(logging.INFO):
+        opened = open_model(f32)
+    with opened.backend:
+        assert opened.path == sibling and opened.backend.name == "openvino" and opened.precision == "int8"
+    assert any(f"using INT8 model {sibling.name}" in r.getMessage() for r in caplog.records)
+
+
+def test_no_int8_an_explicit_runtime_or_precision_keep_f32(f32_with_sibling):
+    f32, _ = f32_with_sibling
+    for kwargs in ({"int8": False}, {"backend": "onnxruntime"}, {"backend": "openvino"}):
+        opened = open_model(f32, **kwargs)
+        with opened.backend:
+            assert opened.path == f32 and opened.precision == "f32", kwargs
+
+
+def test_a_stale_sibling_is_ignored_with_the_reason(f32_with_sibling, caplog):
+    f32, _ = f32_with_sibling
+    stale = _write_sibling(f32, "0" * 64)  # made from another f32 model
+    with caplog.at_level(logging.INFO):
+        opened = open_model(f32)
+    with opened.backend:
+        assert opened.path == f32 and opened.precision == "f32"
+    assert any(f"not using INT8 model {stale}" in r.getMessage() and "another f32 model" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_naming_the_int8_file_runs_it(f32_with_sibling):
+    _, sibling = f32_with_sibling
+    opened = open_model(sibling)
+    with opened.backend:
+        assert opened.path == sibling and opened.precision == "int8"
+
+
+def test_openvino_keeps_compiled_models_in_the_user_cache(tiny, tmp_path, monkeypatch):
+    pytest.importorskip("openvino")
+    from livepose.runtime.backends.openvino import OpenVinoBackend
+    from livepose.runtime.model_files import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    with OpenVinoBackend(tiny, cache=False):
+        pass
+    assert not (tmp_path / "cache" / "openvino").exists() or not list((tmp_path / "cache" / "openvino").iterdir())
+    with OpenVinoBackend(tiny):
+        pass
+    assert list((tmp_path / "cache" / "openvino").glob("*.blob")), "a compiled blob for the next start"
