@@ -213,6 +213,22 @@ class StagedFile:
         self.temporary.unlink(missing_ok=True)
 
 
+class CommittedOutput:
+    """Base of an output written through the commit protocol (JsonlWriter, VideoWriter, the MOT and
+    PoseTrack writers). As a context manager it commits the file alone when the block ends normally
+    or by Ctrl-C (every frame so far is in it) and discards it on any other error. Subclasses
+    provide `staged`, `empty`, `finish()`, `abandon()` and `close()` (commit, idempotent)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        if kind is None or issubclass(kind, KeyboardInterrupt):
+            self.close()
+        else:
+            discard_outputs([self])
+
+
 def commit_outputs(outputs):
     """Commit the outputs of one run together, in the order given.
 

@@ -14,11 +14,11 @@ import numpy as np
 
 from livepose.core.coco import rescore
 from livepose.files import (
+    CommittedOutput,
     MediaError,
     StagedFile,
     check_writable,
     commit_outputs,
-    discard_outputs,
     write_atomic,
     write_failure,
 )
@@ -31,7 +31,7 @@ def frame_record(index, timestamp, poses):
             "persons": poses.to_dicts()}
 
 
-class JsonlWriter:
+class JsonlWriter(CommittedOutput):
     """Context manager writing one JSON object per frame to `path` ("-": stdout).
 
     A file goes through the commit protocol (files.StagedFile): lines go to a temporary beside
@@ -104,15 +104,6 @@ class JsonlWriter:
             sys.stdout.flush()
         elif self._handle is not None:
             commit_outputs([self])
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if exc[0] is None or issubclass(exc[0], KeyboardInterrupt):
-            self.close()
-        else:
-            discard_outputs([self])
 
 
 def coco_image_id(path, position):

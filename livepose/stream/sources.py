@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from livepose.files import (
+    CommittedOutput,
     MediaError,
     StagedFile,
     check_readable_file,
@@ -295,7 +296,7 @@ def letterboxed(image, size):
     return canvas
 
 
-class VideoWriter:
+class VideoWriter(CommittedOutput):
     """Context manager writing BGR frames of one size to a video file.
 
     path: .mp4/.m4v/.mov/.mkv (MPEG-4 part 2) or .avi (Motion JPEG); fps: frames per second;
@@ -400,15 +401,6 @@ class VideoWriter:
         """Finalise, check and move the file into place (idempotent)."""
         if self._writer is not None:
             commit_outputs([self])
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if exc[0] is None or issubclass(exc[0], KeyboardInterrupt):
-            self.close()
-        else:
-            discard_outputs([self])
 
     def __del__(self):
         if getattr(self, "_writer", None) is not None:

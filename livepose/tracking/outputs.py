@@ -9,7 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from livepose.files import StagedFile, check_writable, commit_outputs, write_failure
+from livepose.files import (
+    CommittedOutput,
+    StagedFile,
+    check_writable,
+    commit_outputs,
+    write_failure,
+)
 
 # PoseTrack18's 17 slots in COCO order: eyes become head_bottom / head_top, ears are unlabelled
 POSETRACK18_KEYPOINTS = (
@@ -24,7 +30,7 @@ POSETRACK18_SKELETON = ((16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12
 EYE_SCORE = 0.3
 
 
-class _CommittedFile:
+class _CommittedFile(CommittedOutput):
     """A text output through the commit protocol (files.StagedFile): written to a temporary beside
     `path`, committed with the run's other outputs (files.commit_outputs), or alone by close()."""
 
@@ -73,12 +79,6 @@ class _CommittedFile:
         """Commit the file alone (idempotent)."""
         if self._handle is not None:
             commit_outputs([self])
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 class MotWriter(_CommittedFile):
