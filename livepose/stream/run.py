@@ -122,10 +122,10 @@ def run_stream(frames, work, sinks=(), live=False, fps=None, drawing=Drawing(), 
         if draws:
             with timed(times, "draw"):
                 result.canvas = drawing.draw(frame.image, poses, result.fps)
-        with signals_deferred():
+        with signals_deferred():  # counted with its outputs: a Ctrl-C held back here lands after both
             _call_sinks(outputs, result)
-        counts["frames"] += 1
-        counts["persons"] += len(poses)
+            counts["frames"] += 1
+            counts["persons"] += len(poses)
         _call_sinks(others, result)
 
     stream = frames if isinstance(frames, _FrameStream) else _FrameStream(frames, fps)
