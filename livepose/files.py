@@ -213,6 +213,14 @@ class StagedFile:
         self.temporary.unlink(missing_ok=True)
 
 
+def close_quietly(handle):
+    """Close a file given up on; a close error (a full disk) is moot, its temporary is removed anyway."""
+    try:
+        handle.close()
+    except OSError:
+        pass
+
+
 class CommittedOutput:
     """Base of an output written through the commit protocol (JsonlWriter, VideoWriter, the MOT and
     PoseTrack writers). As a context manager it commits the file alone when the block ends normally

@@ -18,6 +18,7 @@ from livepose.files import (
     MediaError,
     StagedFile,
     check_writable,
+    close_quietly,
     commit_outputs,
     write_atomic,
     write_failure,
@@ -93,10 +94,7 @@ class JsonlWriter(CommittedOutput):
     def abandon(self):
         if self.staged is not None and self._handle is not None:
             handle, self._handle = self._handle, None
-            try:
-                handle.close()
-            except OSError:
-                pass  # a full disk: the temporary is removed anyway
+            close_quietly(handle)
 
     def close(self):
         """Commit the file (idempotent); stdout is only flushed."""

@@ -13,6 +13,7 @@ from livepose.files import (
     CommittedOutput,
     StagedFile,
     check_writable,
+    close_quietly,
     commit_outputs,
     write_failure,
 )
@@ -70,10 +71,7 @@ class _CommittedFile(CommittedOutput):
     def abandon(self):
         if self._handle is not None:
             handle, self._handle = self._handle, None
-            try:
-                handle.close()
-            except OSError:
-                pass  # a full disk: the temporary is removed anyway
+            close_quietly(handle)
 
     def close(self):
         """Commit the file alone (idempotent)."""
