@@ -36,7 +36,7 @@ def add_arguments(parser):
     parser.add_argument("--max-drop", type=float, default=DEFAULT_MAX_DROP,
                         help=f"largest drop of mean OKS vs f32 allowed (default {DEFAULT_MAX_DROP}: OKS >= 0.99)")
     parser.add_argument("--max-reverts", type=int, default=DEFAULT_MAX_REVERTS, metavar="N",
-                        help=f"at most N steps returning a group of layers to f32 (each compiles and scores a "
+                        help="at most N steps returning a group of layers to f32 (each compiles and scores a "
                              "candidate; default {DEFAULT_MAX_REVERTS})")
     parser.add_argument("--out", type=Path, metavar="M-int8.onnx", help="INT8 model to write (default NAME-int8.onnx beside --pose)")
     parser.add_argument("--force", action="store_true", help="write the result even when it misses the bar")

@@ -241,7 +241,7 @@ def test_an_old_schema_model_decodes_as_before(spot_model, tmp_path):
 
 
 def test_an_unbiased_model_is_cropped_and_decoded_the_unbiased_way(tmp_path):
-    from livepose.core.geometry import box_to_center_scale, get_affine_transforms, warp_points, xyxy_to_xywh
+    from livepose.core.geometry import box_to_center_scale, get_affine_transforms, xyxy_to_xywh
 
     path = bright_spot_model(tmp_path / "udp.onnx", meta_changes={"target_encoding": "unbiased"})
     boxes = np.array([[40.0, 30.0, 140.0, 230.0]])
